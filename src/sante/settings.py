@@ -1,0 +1,20 @@
+"""Configuration: one typed settings object read from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("SANTE_DATA_DIR", "data")).expanduser()
+        url = env.get("SANTE_DATABASE_URL") or f"sqlite:///{data_dir / 'sante.db'}"
+        return cls(data_dir=data_dir, database_url=url)

@@ -1,0 +1,303 @@
+"""The clinical data repository: versioned FHIR resources on SQLite (embedded) or PostgreSQL (production).
+
+Every write creates a new version in `resource_history` and moves the current pointer in `resources`, inside
+one database transaction: a write is acknowledged only after its commit, and a group of writes (a FHIR
+transaction Bundle) is all-or-nothing. The server owns `id` on create, `meta.versionId` and `meta.lastUpdated`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, and_, create_engine, event, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from sante.anomaly import Anomaly, Category, incorrect
+from sante.store.schema import metadata, migrate, resource_history, resources, sqlite_pragmas
+
+ID_RE = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def now_instant() -> str:
+    """The current time as a fixed-width FHIR instant in UTC (microseconds), so text order is time order."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResource:
+    """One version of a resource as stored."""
+
+    type: str
+    id: str
+    version: int
+    last_updated: str
+    deleted: bool
+    content: bytes | None  # the JSON of the version (None for a deletion)
+    seq: int = 0
+    method: str = ""
+
+    @property
+    def resource(self) -> dict[str, Any] | None:
+        return orjson.loads(self.content) if self.content is not None else None
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+
+def _stamp(resource: dict[str, Any], rid: str, version: int, last_updated: str) -> bytes:
+    """The resource with server-owned fields set, serialised; `id` and `meta` placed first for readability."""
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = last_updated
+    body = {"resourceType": resource["resourceType"], "id": rid, "meta": meta}
+    for k, v in resource.items():
+        if k not in body:
+            body[k] = v
+    return orjson.dumps(body)
+
+
+def _row(r: Any) -> StoredResource:
+    m = r._mapping
+    return StoredResource(
+        type=m["type"],
+        id=m["id"],
+        version=m["version"],
+        last_updated=m["last_updated"],
+        deleted=bool(m["deleted"]),
+        content=bytes(m["content"]) if m["content"] is not None else None,
+        seq=m["seq"],
+        method=m.get("method", ""),
+    )
+
+
+class Transaction:
+    """Reads and writes inside one database transaction (see Repository.transaction)."""
+
+    def __init__(self, conn: Connection, for_update: bool) -> None:
+        self.conn = conn
+        self._for_update = for_update
+
+    # -- reads ------------------------------------------------------------------------------------------------
+    def current(self, rtype: str, rid: str) -> StoredResource | None:
+        """The current version (possibly a deletion), or None if the resource never existed."""
+        q = select(resources).where(and_(resources.c.type == rtype, resources.c.id == rid))
+        if self._for_update:
+            q = q.with_for_update()
+        r = self.conn.execute(q).first()
+        return _row(r) if r else None
+
+    def read(self, rtype: str, rid: str) -> StoredResource:
+        cur = self.current(rtype, rid)
+        if cur is None:
+            raise Anomaly(Category.NOT_FOUND, f"{rtype}/{rid} is not known")
+        if cur.deleted:
+            raise Anomaly(Category.DELETED, f"{rtype}/{rid} was deleted (version {cur.version})")
+        return cur
+
+    def vread(self, rtype: str, rid: str, version: int) -> StoredResource:
+        h = resource_history.c
+        r = self.conn.execute(
+            select(resource_history).where(and_(h.type == rtype, h.id == rid, h.version == version))
+        ).first()
+        if r is None:
+            raise Anomaly(Category.NOT_FOUND, f"{rtype}/{rid} has no version {version}")
+        row = _row(r)
+        if row.deleted:
+            raise Anomaly(Category.DELETED, f"{rtype}/{rid} version {version} is a deletion")
+        return row
+
+    def history(
+        self,
+        rtype: str | None = None,
+        rid: str | None = None,
+        *,
+        since: str | None = None,
+        before_seq: int | None = None,
+        count: int = 100,
+    ) -> list[StoredResource]:
+        """Versions newest first; page on with before_seq = the last returned seq."""
+        h = resource_history.c
+        conds = []
+        if rtype is not None:
+            conds.append(h.type == rtype)
+        if rid is not None:
+            conds.append(h.id == rid)
+        if since is not None:
+            conds.append(h.last_updated >= since)
+        if before_seq is not None:
+            conds.append(h.seq < before_seq)
+        q = select(resource_history).where(*conds).order_by(h.seq.desc()).limit(count)
+        return [_row(r) for r in self.conn.execute(q)]
+
+    # -- writes -----------------------------------------------------------------------------------------------
+    def create(self, resource: dict[str, Any], rid: str | None = None) -> StoredResource:
+        """A new resource with a server-assigned id (or the given one, which must be free)."""
+        rtype = _resource_type(resource)
+        if rid is None:
+            rid = new_id()
+        else:
+            _check_id(rid)
+            if self.current(rtype, rid) is not None:
+                raise Anomaly(Category.CONFLICT, f"{rtype}/{rid} already exists")
+        return self._write(rtype, rid, 1, resource, "POST")
+
+    def update(self, resource: dict[str, Any], rid: str, if_match: int | None = None) -> tuple[StoredResource, bool]:
+        """A new version of rtype/rid (created if absent: update-as-create). Returns (stored, created)."""
+        rtype = _resource_type(resource)
+        _check_id(rid)
+        cur = self.current(rtype, rid)
+        if if_match is not None and (cur is None or cur.version != if_match):
+            have = "no version" if cur is None else f"version {cur.version}"
+            raise Anomaly(
+                Category.PRECONDITION_FAILED, f"{rtype}/{rid}: If-Match expects version {if_match}, found {have}"
+            )
+        version = cur.version + 1 if cur else 1
+        created = cur is None or cur.deleted
+        return self._write(rtype, rid, version, resource, "PUT"), created
+
+    def delete(self, rtype: str, rid: str, if_match: int | None = None) -> StoredResource | None:
+        """Soft delete: a deletion version; None when there was nothing to delete (idempotent)."""
+        cur = self.current(rtype, rid)
+        if if_match is not None and (cur is None or cur.version != if_match):
+            raise Anomaly(Category.PRECONDITION_FAILED, f"{rtype}/{rid}: If-Match expects version {if_match}")
+        if cur is None or cur.deleted:
+            return None
+        return self._write(rtype, rid, cur.version + 1, None, "DELETE")
+
+    def _write(
+        self, rtype: str, rid: str, version: int, resource: dict[str, Any] | None, method: str
+    ) -> StoredResource:
+        ts = now_instant()
+        content = _stamp(resource, rid, version, ts) if resource is not None else None
+        deleted = resource is None
+        res = self.conn.execute(
+            resource_history.insert().values(
+                type=rtype, id=rid, version=version, last_updated=ts, method=method, deleted=deleted, content=content
+            )
+        )
+        seq = res.inserted_primary_key[0]
+        values = dict(version=version, seq=seq, last_updated=ts, deleted=deleted, content=content)
+        if version == 1:
+            self.conn.execute(resources.insert().values(type=rtype, id=rid, **values))
+        else:
+            self.conn.execute(
+                resources.update().where(and_(resources.c.type == rtype, resources.c.id == rid)).values(**values)
+            )
+        return StoredResource(rtype, rid, version, ts, deleted, content, seq, method)
+
+
+def _resource_type(resource: Any) -> str:
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        raise incorrect("a resource must be a JSON object with a resourceType", "resourceType")
+    return resource["resourceType"]
+
+
+def _check_id(rid: str) -> None:
+    if not ID_RE.fullmatch(rid or ""):
+        raise incorrect(f"{rid!r} is not a valid FHIR id (1-64 of A-Z a-z 0-9 - .)", "id")
+
+
+class Repository:
+    """The one repository interface over both backends; selected by a database URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
+        self.engine = _engine(url)
+        with self.engine.connect() as conn, conn.begin():
+            self.schema_version = migrate(conn, now_instant())
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A write transaction: committed when the block ends, rolled back on any exception."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(sante_write=True)
+                with conn.begin():
+                    yield Transaction(conn, for_update=self.dialect == "postgresql")
+        except IntegrityError as e:
+            # Two writers raced for the same new version or id: the loser retries or reports a conflict.
+            raise Anomaly(Category.CONFLICT, f"concurrent write conflict: {e.orig}") from None
+        except OperationalError as e:
+            raise Anomaly(Category.FAULT, f"database unavailable: {e.orig}") from None
+
+    @contextmanager
+    def reader(self) -> Iterator[Transaction]:
+        """A read-only snapshot (one transaction) for consistent multi-query reads."""
+        with self.engine.connect() as conn, conn.begin():
+            yield Transaction(conn, for_update=False)
+
+    # Single-operation conveniences, each its own transaction.
+    def create(self, resource: dict[str, Any], rid: str | None = None) -> StoredResource:
+        with self.transaction() as tx:
+            return tx.create(resource, rid)
+
+    def update(self, resource: dict[str, Any], rid: str, if_match: int | None = None) -> tuple[StoredResource, bool]:
+        with self.transaction() as tx:
+            return tx.update(resource, rid, if_match)
+
+    def delete(self, rtype: str, rid: str, if_match: int | None = None) -> StoredResource | None:
+        with self.transaction() as tx:
+            return tx.delete(rtype, rid, if_match)
+
+    def read(self, rtype: str, rid: str) -> StoredResource:
+        with self.reader() as tx:
+            return tx.read(rtype, rid)
+
+    def vread(self, rtype: str, rid: str, version: int) -> StoredResource:
+        with self.reader() as tx:
+            return tx.vread(rtype, rid, version)
+
+    def history(self, rtype: str | None = None, rid: str | None = None, **kw: Any) -> list[StoredResource]:
+        with self.reader() as tx:
+            return tx.history(rtype, rid, **kw)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _engine(url: str) -> Engine:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+    engine = create_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # transactions are begun explicitly below
+        for pragma in sqlite_pragmas():
+            dbapi_conn.execute(pragma)
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # Writers take the write lock up front: no deadlock upgrading a read lock, no SQLITE_BUSY mid-transaction.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("sante_write") else "BEGIN")
+
+    return engine
+
+
+def open_repository(url: str) -> Repository:
+    """Open (and migrate) the repository at a database URL: sqlite:///path or postgresql://..."""
+    if url.startswith("sqlite:///"):
+        from pathlib import Path
+
+        path = url.removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return Repository(url)
+
+
+__all__ = ["Repository", "StoredResource", "Transaction", "open_repository", "metadata"]
