@@ -96,6 +96,20 @@ def cmd_fhirpath(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from sante.api import create_app
+    from sante.settings import Settings
+    from sante.store import open_repository
+
+    settings = Settings.from_env()
+    repo = open_repository(settings.database_url)
+    print(f"Sante FHIR API on http://{args.host}:{args.port}/fhir (database: {settings.database_url})")
+    uvicorn.run(create_app(repo), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sante", description="Sante smart-hospital platform")
     sub = p.add_subparsers(dest="command", required=True)
@@ -109,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("expression")
     f.add_argument("file", nargs="?", help="a FHIR JSON resource (.json or .json.gz)")
     f.set_defaults(func=cmd_fhirpath)
+
+    s = sub.add_parser("serve", help="serve the FHIR API (database from SANTE_DATABASE_URL / SANTE_DATA_DIR)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8080)
+    s.set_defaults(func=cmd_serve)
     return p
 
 
