@@ -59,6 +59,21 @@ class Anomaly(Exception):
         return f"Anomaly({self.category.name}, {self.message!r})"
 
 
+def operation_outcome(problems: tuple[Problem, ...] | list[Problem], default_code: str = "processing") -> dict:
+    """The FHIR OperationOutcome for a list of problems."""
+    issues = []
+    for p in problems:
+        issue: dict = {"severity": p.severity, "code": p.code or default_code, "diagnostics": p.message}
+        if p.location:
+            issue["expression"] = [p.location]
+        issues.append(issue)
+    return {"resourceType": "OperationOutcome", "issue": issues}
+
+
+def outcome_for(anomaly: Anomaly) -> dict:
+    return operation_outcome(anomaly.problems, anomaly.category.issue_code)
+
+
 def incorrect(message: str, location: str | None = None) -> Anomaly:
     return Anomaly(Category.INCORRECT, message, location=location)
 

@@ -110,6 +110,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_load(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sante.settings import Settings
+    from sante.store import open_repository
+    from sante.store.loader import fhir_files, load_paths
+
+    paths = [Path(p) for p in args.paths]
+    for p in paths:
+        if not p.exists():
+            raise CliError(f"{p}: no such file or folder")
+    settings = Settings.from_env()
+    repo = open_repository(settings.database_url)
+    total = len(fhir_files(paths))
+    columns = (TextColumn("Loading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[res]} resources"),
+               TimeElapsedColumn())
+    with Progress(*columns) as progress:
+        task = progress.add_task("load", total=total, res=0)
+        count = 0
+
+        def advance(_f: Path, written: int) -> None:
+            nonlocal count
+            count += written
+            progress.update(task, advance=1, res=count)
+
+        summary = load_paths(repo, paths, advance)
+    for failure in summary.failures[: args.max_errors]:
+        print(failure, file=sys.stderr)
+    print(f"loaded {summary.resources} resources from {summary.files} files; {len(summary.failures)} failed")
+    return 1 if summary.failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sante", description="Sante smart-hospital platform")
     sub = p.add_subparsers(dest="command", required=True)
@@ -123,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("expression")
     f.add_argument("file", nargs="?", help="a FHIR JSON resource (.json or .json.gz)")
     f.set_defaults(func=cmd_fhirpath)
+
+    ld = sub.add_parser("load", help="load FHIR files, Bundles, NDJSON or folders into the database")
+    ld.add_argument("paths", nargs="+")
+    ld.add_argument("--max-errors", type=int, default=50)
+    ld.set_defaults(func=cmd_load)
 
     s = sub.add_parser("serve", help="serve the FHIR API (database from SANTE_DATABASE_URL / SANTE_DATA_DIR)")
     s.add_argument("--host", default="127.0.0.1")

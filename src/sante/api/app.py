@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from fastapi import FastAPI, Request
@@ -13,12 +14,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from sante import __version__
-from sante.anomaly import Anomaly, Category, incorrect
+from sante.anomaly import Anomaly, Category, Problem, incorrect
 from sante.api.capability import capability_statement
-from sante.anomaly import Problem
+from sante.api.operations import register_operations
 from sante.api.outcome import information, operation_outcome, outcome_for
 from sante.fhir.model import r4
-from sante.store import Repository, StoredResource
+from sante.fhir.subset import subset
+from sante.settings import Settings
+from sante.store import Repository, StoredResource, Transaction
+from sante.store.bundles import process_bundle
+from sante.store.index_values import date_range
+from sante.store.repository import new_id
+from sante.store.search import parse_search, run_search
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 ETAG_RE = re.compile(r'^(?:W/)?"?(\d+)"?$')
@@ -128,13 +135,10 @@ def _since_param(request: Request) -> str | None:
     since = request.query_params.get("_since")
     if since is None:
         return None
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?", since):
+    rng = date_range(since.replace(" ", "+"))  # an unescaped '+' in the zone arrives as a space
+    if rng is None or rng.low is None:
         raise incorrect(f"_since must be a FHIR instant such as 2024-05-01T00:00:00Z, got {since!r}", "_since")
-    from datetime import datetime, timezone
-
-    value = since if "T" in since else since + "T00:00:00Z"
-    dt = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    return rng.low
 
 
 def _history(request: Request, repo: Repository, rtype: str | None, rid: str | None) -> Response:
@@ -149,8 +153,65 @@ def _history(request: Request, repo: Repository, rtype: str | None, rid: str | N
     return fhir_response(request, _history_bundle(request, rows, count))
 
 
-def create_app(repository: Repository) -> FastAPI:
-    """The FHIR API over a repository."""
+def _search_query(request: Request, form: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+    return [*request.query_params.multi_items(), *(form or [])]
+
+
+def _search_response(
+    request: Request, repo: Repository, rtype: str, query: list[tuple[str, str]],
+    compartment: tuple[str, str] | None = None,
+) -> Response:
+    strict = "handling=strict" in request.headers.get("prefer", "")
+    req = parse_search(rtype, query, strict=strict, compartment=compartment)
+    with repo.reader() as tx:
+        result = run_search(tx, req)
+    base = str(request.base_url).rstrip("/") + "/fhir"
+    entries = [
+        {"fullUrl": f"{base}/{m.type}/{m.id}", "resource": subset(m.resource, req.summary, req.elements),
+         "search": {"mode": "match"}}
+        for m in result.matches
+    ]
+    entries += [
+        {"fullUrl": f"{base}/{m.type}/{m.id}", "resource": m.resource, "search": {"mode": "include"}}
+        for m in result.included
+    ]
+    self_url = str(request.url)
+    links = [{"relation": "self", "url": self_url}]
+    if result.next_cursor:
+        params = [(k, v) for k, v in query if k != "_cursor"] + [("_cursor", result.next_cursor)]
+        path = request.url.path.removesuffix("/_search")
+        links.append({"relation": "next", "url": f"{request.url.scheme}://{request.url.netloc}{path}?"
+                                                 f"{urlencode(params)}"})
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if result.total is not None:
+        bundle["total"] = result.total
+    bundle["link"] = links
+    bundle["entry"] = entries
+    return fhir_response(request, bundle)
+
+
+def _matching_ids(tx: Transaction, rtype: str, query: str, location: str) -> list[str]:
+    req = parse_search(rtype, parse_qsl(query, keep_blank_values=True), strict=True)
+    if not req.criteria:
+        raise incorrect(f"{location} needs at least one search parameter", location)
+    req.count = 2
+    return [m.id for m in run_search(tx, req).matches]
+
+
+def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any]:
+    """RFC 6902 JSON Patch; a bad patch is a 422 naming the failing operation."""
+    import jsonpatch
+
+    if not isinstance(operations, list):
+        raise incorrect("a JSON Patch is an array of operations")
+    try:
+        return jsonpatch.apply_patch(resource, operations)
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as e:
+        raise Anomaly(Category.UNPROCESSABLE, f"the patch cannot be applied: {e}") from None
+
+
+def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
+    """The FHIR API over a repository; exports are written under data_dir (default: the configured one)."""
     app = FastAPI(title="Sante FHIR R4 API", version=__version__, docs_url="/fhir/docs", openapi_url="/fhir/openapi.json")
     app.state.repository = repository
     repo = repository
@@ -183,21 +244,104 @@ def create_app(repository: Repository) -> FastAPI:
             return fhir_response(request, outcome_for(e), e.category.status)
         return await call_next(request)
 
+    register_operations(app, repo, data_dir or Settings.from_env().data_dir)
+
     @app.get("/fhir/metadata")
     async def metadata(request: Request) -> Response:
         return fhir_response(request, capability_statement(str(request.base_url).rstrip("/") + "/fhir"))
 
+    @app.post("/fhir")
+    async def transaction(request: Request) -> Response:
+        try:
+            bundle = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as e:
+            raise incorrect(f"the body is not valid JSON: {e}") from None
+        return fhir_response(request, process_bundle(repo, bundle))
+
     @app.get("/fhir/_history")
     def system_history(request: Request) -> Response:
         return _history(request, repo, None, None)
+
+    @app.get("/fhir/{rtype}")
+    def search(rtype: str, request: Request) -> Response:
+        _check_type(rtype)
+        return _search_response(request, repo, rtype, _search_query(request))
+
+    @app.post("/fhir/{rtype}/_search")
+    async def search_post(rtype: str, request: Request) -> Response:
+        _check_type(rtype)
+        ctype = request.headers.get("content-type", "").split(";")[0].strip()
+        if ctype != "application/x-www-form-urlencoded":
+            raise incorrect("POST _search takes application/x-www-form-urlencoded parameters")
+        items = parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+        return _search_response(request, repo, rtype, _search_query(request, items))
 
     @app.post("/fhir/{rtype}")
     async def create(rtype: str, request: Request) -> Response:
         _check_type(rtype)
         resource = await _body(request, rtype)
         resource.pop("id", None)  # the server assigns the id on create
-        stored = repo.create(resource)
+        condition = request.headers.get("if-none-exist")
+        with repo.transaction() as tx:
+            if condition:
+                found = _matching_ids(tx, rtype, condition, "If-None-Exist")
+                if len(found) > 1:
+                    raise Anomaly(Category.PRECONDITION_FAILED, f"If-None-Exist matches {len(found)} {rtype}",
+                                  location="If-None-Exist")
+                if found:
+                    return _write_response(request, tx.read(rtype, found[0]), 200)
+            stored = tx.create(resource)
         return _write_response(request, stored, 201)
+
+    @app.put("/fhir/{rtype}")
+    async def conditional_update(rtype: str, request: Request) -> Response:
+        _check_type(rtype)
+        resource = await _body(request, rtype)
+        query = str(request.url.query)
+        if not query:
+            raise incorrect("PUT on a type needs search parameters (conditional update)")
+        with repo.transaction() as tx:
+            found = _matching_ids(tx, rtype, query, "url")
+            if len(found) > 1:
+                raise Anomaly(Category.PRECONDITION_FAILED, f"conditional update matches {len(found)} {rtype}")
+            if found and resource.get("id") not in (None, found[0]):
+                raise incorrect(f"the resource's id {resource['id']!r} is not the matching {found[0]!r}", "id")
+            rid = found[0] if found else (resource.get("id") or new_id())
+            stored, created = tx.update(resource, rid, if_match=_if_match(request))
+        return _write_response(request, stored, 201 if created else 200)
+
+    @app.delete("/fhir/{rtype}")
+    def conditional_delete(rtype: str, request: Request) -> Response:
+        _check_type(rtype)
+        query = str(request.url.query)
+        if not query:
+            raise incorrect("DELETE on a type needs search parameters (conditional delete)")
+        with repo.transaction() as tx:
+            found = _matching_ids(tx, rtype, query, "url")
+            if len(found) > 1:
+                raise Anomaly(Category.PRECONDITION_FAILED, f"conditional delete matches {len(found)} {rtype}")
+            deleted = tx.delete(rtype, found[0]) if found else None
+        return fhir_response(request, information(f"{len(found)} {rtype} deleted"), 200,
+                             {"ETag": deleted.etag} if deleted else None)
+
+    @app.patch("/fhir/{rtype}/{rid}")
+    async def patch(rtype: str, rid: str, request: Request) -> Response:
+        _check_type(rtype)
+        ctype = request.headers.get("content-type", "").split(";")[0].strip()
+        if ctype != "application/json-patch+json":
+            raise Anomaly(Category.INCORRECT, f"PATCH takes application/json-patch+json, not {ctype or 'nothing'}")
+        try:
+            operations = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as e:
+            raise incorrect(f"the body is not valid JSON: {e}") from None
+        with repo.transaction() as tx:
+            current = tx.read(rtype, rid)
+            patched = apply_json_patch(current.resource, operations)
+            if patched.get("resourceType") != rtype or patched.get("id") != rid:
+                raise Anomaly(Category.UNPROCESSABLE, "a patch may not change resourceType or id")
+            if_match = _if_match(request)
+            stored, _ = tx.update(patched, rid, if_match=if_match if if_match is not None else current.version)
+        return _write_response(request, stored, 200)
 
     @app.get("/fhir/{rtype}/_history")
     def type_history(rtype: str, request: Request) -> Response:
@@ -230,6 +374,12 @@ def create_app(repository: Repository) -> FastAPI:
     def instance_history(rtype: str, rid: str, request: Request) -> Response:
         _check_type(rtype)
         return _history(request, repo, rtype, rid)
+
+    @app.get("/fhir/{ctype}/{cid}/{rtype}")
+    def compartment_search(ctype: str, cid: str, rtype: str, request: Request) -> Response:
+        _check_type(ctype)
+        _check_type(rtype)
+        return _search_response(request, repo, rtype, _search_query(request), compartment=(ctype, cid))
 
     @app.get("/fhir/{rtype}/{rid}/_history/{vid}")
     def vread(rtype: str, rid: str, vid: str, request: Request) -> Response:

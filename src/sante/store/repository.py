@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -20,7 +21,9 @@ from sqlalchemy import Connection, Engine, and_, create_engine, event, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from sante.anomaly import Anomaly, Category, incorrect
-from sante.store.schema import metadata, migrate, resource_history, resources, sqlite_pragmas
+from sante.store.schema import INDEX_TABLES, metadata, migrate, resource_history, resources, sqlite_pragmas
+
+IndexRows = dict[str, list[tuple[Any, ...]]]
 
 ID_RE = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
@@ -177,7 +180,13 @@ class Transaction:
         return self._write(rtype, rid, cur.version + 1, None, "DELETE")
 
     def _write(
-        self, rtype: str, rid: str, version: int, resource: dict[str, Any] | None, method: str
+        self,
+        rtype: str,
+        rid: str,
+        version: int,
+        resource: dict[str, Any] | None,
+        method: str,
+        index: IndexRows | None = None,
     ) -> StoredResource:
         ts = now_instant()
         content = _stamp(resource, rid, version, ts) if resource is not None else None
@@ -188,14 +197,39 @@ class Transaction:
             )
         )
         seq = res.inserted_primary_key[0]
-        values = dict(version=version, seq=seq, last_updated=ts, deleted=deleted, content=content)
+        values = {"version": version, "seq": seq, "last_updated": ts, "deleted": deleted, "content": content}
         if version == 1:
             self.conn.execute(resources.insert().values(type=rtype, id=rid, **values))
         else:
             self.conn.execute(
                 resources.update().where(and_(resources.c.type == rtype, resources.c.id == rid)).values(**values)
             )
+            for table in INDEX_TABLES.values():
+                self.conn.execute(table.delete().where(and_(table.c.res_type == rtype, table.c.res_id == rid)))
+        if resource is not None:
+            self._insert_index(rtype, rid, index if index is not None else _index_rows(resource))
         return StoredResource(rtype, rid, version, ts, deleted, content, seq, method)
+
+    def _insert_index(self, rtype: str, rid: str, index: IndexRows) -> None:
+        for kind, rows in index.items():
+            if not rows:
+                continue
+            table = INDEX_TABLES[kind]
+            names = [c.name for c in table.columns][2:]
+            self.conn.execute(
+                table.insert(),
+                [{"res_type": rtype, "res_id": rid, **dict(zip(names, map(_sql_value, row)))} for row in rows],
+            )
+
+
+def _sql_value(v: Any) -> Any:
+    return float(v) if isinstance(v, Decimal) else v
+
+
+def _index_rows(resource: dict[str, Any]) -> IndexRows:
+    from sante.store.indexer import index_rows
+
+    return index_rows(resource)
 
 
 def _resource_type(resource: Any) -> str:
@@ -269,7 +303,7 @@ class Repository:
 
 
 def _engine(url: str) -> Engine:
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
+    if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if not url.startswith("sqlite"):
         return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
@@ -300,4 +334,4 @@ def open_repository(url: str) -> Repository:
     return Repository(url)
 
 
-__all__ = ["Repository", "StoredResource", "Transaction", "open_repository", "metadata"]
+__all__ = ["Repository", "StoredResource", "Transaction", "metadata", "open_repository"]

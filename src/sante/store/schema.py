@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Connection,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -22,7 +23,6 @@ from sqlalchemy import (
     String,
     Table,
     select,
-    text,
 )
 
 metadata = MetaData()
@@ -57,6 +57,69 @@ resources = Table(
     Index("ix_resources_type_seq", "type", "seq"),
 )
 
+def _index_table(name: str, *columns: Column, lookups: tuple[tuple[str, ...], ...]) -> Table:
+    """A search-index table: one row per (resource, parameter, value), dropped and rewritten on each write."""
+    return Table(
+        name,
+        metadata,
+        Column("res_type", String(64), nullable=False),
+        Column("res_id", String(64), nullable=False),
+        Column("param", String(64), nullable=False),
+        *columns,
+        Index(f"ix_{name}_res", "res_type", "res_id"),
+        *(Index(f"ix_{name}_{'_'.join(cols)}", "res_type", "param", *cols) for cols in lookups),
+    )
+
+
+idx_string = _index_table(
+    "idx_string", Column("folded", String), Column("exact", String), lookups=(("folded",),)
+)
+idx_token = _index_table(
+    "idx_token",
+    Column("system", String),
+    Column("code", String),
+    Column("text", String),
+    lookups=(("code", "system"),),
+)
+idx_reference = _index_table(
+    "idx_reference",
+    Column("target_type", String(64)),
+    Column("target_id", String(64)),
+    Column("version", String(64)),
+    Column("url", String),
+    Column("ident_system", String),
+    Column("ident_value", String),
+    lookups=(("target_id", "target_type"), ("ident_value",)),
+)
+idx_date = _index_table(
+    "idx_date", Column("low", String(40)), Column("high", String(40)), lookups=(("low",), ("high",))
+)
+idx_number = _index_table(
+    "idx_number", Column("value", Float), Column("low", Float), Column("high", Float), lookups=(("value",),)
+)
+idx_quantity = _index_table(
+    "idx_quantity",
+    Column("value", Float),
+    Column("system", String),
+    Column("code", String),
+    Column("unit", String),
+    Column("canonical_value", Float),
+    Column("canonical_code", String),
+    lookups=(("code", "value"), ("canonical_code", "canonical_value")),
+)
+idx_uri = _index_table("idx_uri", Column("value", String), lookups=(("value",),))
+
+# Index kind (as produced by sante.store.indexer) -> table.
+INDEX_TABLES: dict[str, Table] = {
+    "string": idx_string,
+    "token": idx_token,
+    "reference": idx_reference,
+    "date": idx_date,
+    "number": idx_number,
+    "quantity": idx_quantity,
+    "uri": idx_uri,
+}
+
 schema_version = Table(
     "schema_version",
     metadata,
@@ -70,8 +133,13 @@ def _v1_initial(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _v2_search_index(conn: Connection) -> None:
+    for table in INDEX_TABLES.values():
+        table.create(conn, checkfirst=True)
+
+
 # Ordered migrations: index + 1 is the schema version each one brings the database to. Append only.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_search_index]
 
 
 def migrate(conn: Connection, now: str) -> int:
@@ -90,4 +158,4 @@ def sqlite_pragmas() -> list[str]:
     return ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=30000"]
 
 
-__all__ = ["metadata", "resource_history", "resources", "schema_version", "migrate", "sqlite_pragmas", "text"]
+__all__ = ["INDEX_TABLES", "metadata", "migrate", "resource_history", "resources", "schema_version", "sqlite_pragmas"]
