@@ -130,7 +130,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         task = progress.add_task("load", total=total, res=0)
         count = 0
 
-        def advance(_f: Path, written: int) -> None:
+        def advance(_f: Path, written: int, _failed: bool) -> None:
             nonlocal count
             count += written
             progress.update(task, advance=1, res=count)

@@ -22,19 +22,23 @@ def org_entry(full: str) -> dict:
     }
 
 
+def uid(kind: str, n: int) -> str:
+    return f"urn:uuid:00000000-0000-4000-{ {'org': 8000, 'pat': 9000, 'enc': 'a000'}[kind] }-{n:012d}"
+
+
 def visit_bundle(n: int) -> dict:
     return {
         "resourceType": "Bundle", "type": "transaction",
         "entry": [
-            org_entry(f"urn:uuid:org-{n}"),
-            {"fullUrl": f"urn:uuid:pat-{n}",
+            org_entry(uid("org", n)),
+            {"fullUrl": uid("pat", n),
              "resource": {"resourceType": "Patient", "name": [{"family": f"Lê {n}"}],
-                          "managingOrganization": {"reference": f"urn:uuid:org-{n}"}},
+                          "managingOrganization": {"reference": uid("org", n)}},
              "request": {"method": "POST", "url": "Patient"}},
-            {"fullUrl": f"urn:uuid:enc-{n}",
+            {"fullUrl": uid("enc", n),
              "resource": {"resourceType": "Encounter", "status": "finished",
                           "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-                          "subject": {"reference": f"urn:uuid:pat-{n}"},
+                          "subject": {"reference": uid("pat", n)},
                           "serviceProvider": {"reference": "Organization?identifier=urn:vn:facility|01-001"}},
              "request": {"method": "POST", "url": "Encounter"}},
         ],

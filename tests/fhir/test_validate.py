@@ -106,10 +106,14 @@ def locs(resource: object) -> list[str]:
 
 
 def test_top_level_must_be_a_known_concrete_resource() -> None:
-    assert [(i.severity, i.location) for i in validate([])] == [("fatal", "")]
+    assert [(i.severity, i.location) for i in validate([])] == [("fatal", "(document)")]
     assert validate({"id": "x"})[0].message == "missing resourceType"
     assert "unknown" in validate({"resourceType": "Patiente"})[0].message
     assert "abstract" in validate({"resourceType": "DomainResource"})[0].message
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": "Nope"}}]}
+    assert locs(bundle) == ["Bundle.entry[0].resource.resourceType"]
+    odd_contained = {"resourceType": "Patient", "contained": [{"resourceType": "Patient", "id": ["x"]}]}
+    assert locs(odd_contained) == ["Patient.contained[0].ofType(Patient).id", "Patient.contained[0]"]
     assert validate({"resourceType": "Patient"}) == []
 
 
@@ -165,9 +169,9 @@ def test_choice_cardinality_and_json_kinds() -> None:
     obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
     two = validate({**obs, "valueString": "a", "valueBoolean": True})
     assert [(i.location, i.code) for i in two] == [("Observation.value", "structure")]
-    assert [(i.location, i.code) for i in validate({"resourceType": "Observation", "code": {"text": "x"}})] == [
-        ("Observation.status", "required")
-    ]
+    assert [
+        (i.location, i.code) for i in validate({"resourceType": "Observation", "code": {"text": "x"}})
+    ] == [("Observation.status", "required")]
     assert locs(patient(name={"family": "x"})) == ["Patient.name"]
     assert locs(patient(maritalStatus=[{"text": "x"}])) == ["Patient.maritalStatus"]
     assert locs(patient(name=[])) == ["Patient.name"]
@@ -183,52 +187,103 @@ def test_required_bindings() -> None:
     ok = {**allergy, "clinicalStatus": {"coding": [{"system": ar, "code": "active"}]}}
     assert validate(ok) == []
     bad = {**allergy, "clinicalStatus": {"coding": [{"system": ar, "code": "bogus"}]}}
-    assert [(i.code, i.location) for i in validate(bad)] == [("code-invalid", "AllergyIntolerance.clinicalStatus.coding")]
-    other = {**allergy, "clinicalStatus": {"coding": [{"system": "http://x", "code": "a"}, {"system": ar, "code": "active"}]}}
+    assert [(i.code, i.location) for i in validate(bad)] == [
+        ("code-invalid", "AllergyIntolerance.clinicalStatus.coding")
+    ]
+    other = {
+        **allergy,
+        "clinicalStatus": {"coding": [{"system": "http://x", "code": "a"}, {"system": ar, "code": "active"}]},
+    }
     assert validate(other) == []
 
 
 def test_references() -> None:
     def obs(ref: str, **extra: object) -> dict:
-        return {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-                "subject": {"reference": ref}, **extra}
+        return {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "x"},
+            "subject": {"reference": ref},
+            **extra,
+        }
 
-    for good in ["Patient/1", "Patient/1/_history/2", "http://example.org/fhir/Patient/1",
-                 "urn:uuid:3c2ad2b1-6b4e-4d5c-8e2a-0b1d2c3e4f5a", "urn:oid:1.2.3"]:
+    for good in [
+        "Patient/1",
+        "Patient/1/_history/2",
+        "http://example.org/fhir/Patient/1",
+        "urn:uuid:3c2ad2b1-6b4e-4d5c-8e2a-0b1d2c3e4f5a",
+        "urn:oid:1.2.3",
+    ]:
         assert validate(obs(good)) == [], good
-    for bad in ["Patient 1", "Patientx/1", "Medication/1", "urn:uuid:nope", "#missing", "Patient?identifier=x"]:
+    for bad in [
+        "Patient 1",
+        "Patientx/1",
+        "Medication/1",
+        "urn:uuid:nope",
+        "#missing",
+        "Patient?identifier=x",
+    ]:
         assert locs(obs(bad)) == ["Observation.subject.reference"], bad
     contained = [{"resourceType": "Patient", "id": "p"}]
     assert validate(obs("#p", contained=contained)) == []
     unreferenced = obs("Patient/1", contained=contained)
-    assert [(i.location, i.code) for i in validate(unreferenced)] == [("Observation.contained[0]", "invariant")]
+    assert [(i.location, i.code) for i in validate(unreferenced)] == [
+        ("Observation.contained[0]", "invariant")
+    ]
 
 
 def test_contained_rules() -> None:
-    inner = {"resourceType": "Patient", "id": "p", "meta": {"versionId": "1", "security": [{"code": "R"}]},
-             "contained": [{"resourceType": "Patient", "id": "q"}]}
-    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-           "subject": {"reference": "#p"}, "contained": [inner]}
+    inner = {
+        "resourceType": "Patient",
+        "id": "p",
+        "meta": {"versionId": "1", "security": [{"code": "R"}]},
+        "contained": [{"resourceType": "Patient", "id": "q"}],
+    }
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {"reference": "#p"},
+        "contained": [inner],
+    }
     assert sorted(locs(obs)) == [
         "Observation.contained[0].ofType(Patient).contained",
         "Observation.contained[0].ofType(Patient).meta.security",
         "Observation.contained[0].ofType(Patient).meta.versionId",
     ]
-    back = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-            "contained": [{"resourceType": "Patient", "id": "p", "link": [{"other": {"reference": "#"},
-                                                                           "type": "seealso"}]}]}
+    back = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "contained": [
+            {"resourceType": "Patient", "id": "p", "link": [{"other": {"reference": "#"}, "type": "seealso"}]}
+        ],
+    }
     assert validate(back) == []
 
 
 def test_bundle_entries_are_validated_with_their_location() -> None:
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": "urn:uuid:3c2ad2b1-6b4e-4d5c-8e2a-0b1d2c3e4f5a", "resource": patient(),
-         "request": {"method": "POST", "url": "Patient"}},
-        {"resource": patient(gender="xyz"), "request": {"method": "POST", "url": "Patient"}},
-        {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-                      "subject": {"reference": "Patient?identifier=a|b"}},
-         "request": {"method": "POST", "url": "Observation"}},
-    ]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:3c2ad2b1-6b4e-4d5c-8e2a-0b1d2c3e4f5a",
+                "resource": patient(),
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {"resource": patient(gender="xyz"), "request": {"method": "POST", "url": "Patient"}},
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"text": "x"},
+                    "subject": {"reference": "Patient?identifier=a|b"},
+                },
+                "request": {"method": "POST", "url": "Observation"},
+            },
+        ],
+    }
     assert locs(bundle) == ["Bundle.entry[1].resource.ofType(Patient).gender"]
 
 
@@ -244,7 +299,7 @@ def test_validate_json_reports_malformed_json_with_position() -> None:
     assert [(i.severity, i.location) for i in issues] == [("fatal", "(document)")]
     assert "line 2, column 8" in issues[0].message
     assert validate_json('{"resourceType": "Patient"}') == []
-    assert validate_json(b"\xef\xbb\xbf{\"resourceType\": \"Patient\"}") == []
+    assert validate_json(b'\xef\xbb\xbf{"resourceType": "Patient"}') == []
 
 
 def test_operation_outcome() -> None:
@@ -263,7 +318,11 @@ def test_operation_outcome() -> None:
 def test_definition_invariants_are_checked() -> None:
     obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
     cases = [
-        ({**obs, "effectivePeriod": {"start": "2020-01-02", "end": "2020-01-01"}}, "Observation.effectivePeriod", "per-1"),
+        (
+            {**obs, "effectivePeriod": {"start": "2020-01-02", "end": "2020-01-01"}},
+            "Observation.effectivePeriod",
+            "per-1",
+        ),
         ({**obs, "valueQuantity": {"value": 1, "code": "mg"}}, "Observation.valueQuantity", "qty-3"),
         ({**obs, "valueString": "x", "dataAbsentReason": {"text": "y"}}, "Observation", "obs-6"),
         (patient(contact=[{"gender": "male"}]), "Patient.contact[0]", "pat-1"),

@@ -13,17 +13,53 @@ from sante.fhir.validate import Issue, validate, validate_json
 M = r4()
 RESOURCE_TYPES = sorted(M.resource_types) + ["DomainResource", "Resource", "Nope"]
 # Property names the model knows anywhere (so fuzzed objects often hit real elements), plus `_` siblings.
-NAMES = sorted({n for ctx in ("Patient", "Observation", "Bundle", "Bundle.entry", "HumanName", "Extension",
-                              "CodeableConcept", "Coding", "Reference", "Quantity", "Period", "Meta", "Narrative",
-                              "Identifier", "Observation.component")
-                for n in M.children(ctx)})
+NAMES = sorted(
+    {
+        n
+        for ctx in (
+            "Patient",
+            "Observation",
+            "Bundle",
+            "Bundle.entry",
+            "HumanName",
+            "Extension",
+            "CodeableConcept",
+            "Coding",
+            "Reference",
+            "Quantity",
+            "Period",
+            "Meta",
+            "Narrative",
+            "Identifier",
+            "Observation.component",
+        )
+        for n in M.children(ctx)
+    }
+)
 KEYS = st.sampled_from(NAMES + ["_" + n for n in NAMES] + ["resourceType", "contained", "resource", "_", ""])
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**40), max_value=2**40),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
-    st.sampled_from(["#", "#p", "Patient/1", "urn:uuid:x", "2023-02-30", "male", "final", "<div/>",
-                     "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>", "http://x", " ", ""]),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**40), max_value=2**40),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "#",
+            "#p",
+            "Patient/1",
+            "urn:uuid:x",
+            "2023-02-30",
+            "male",
+            "final",
+            "<div/>",
+            '<div xmlns="http://www.w3.org/1999/xhtml">x</div>',
+            "http://x",
+            " ",
+            "",
+        ]
+    ),
 )
 
 
@@ -43,9 +79,16 @@ def resources(draw: st.DrawFn) -> dict[str, Any]:
     doc = draw(st.dictionaries(KEYS, json_values, max_size=8))
     doc["resourceType"] = draw(st.sampled_from(RESOURCE_TYPES))
     if draw(st.booleans()):
-        doc["contained"] = draw(st.lists(st.builds(lambda d, t: {**d, "resourceType": t},
-                                                   st.dictionaries(KEYS, json_values, max_size=4),
-                                                   st.sampled_from(RESOURCE_TYPES)), max_size=3))
+        doc["contained"] = draw(
+            st.lists(
+                st.builds(
+                    lambda d, t: {**d, "resourceType": t},
+                    st.dictionaries(KEYS, json_values, max_size=4),
+                    st.sampled_from(RESOURCE_TYPES),
+                ),
+                max_size=3,
+            )
+        )
     return doc
 
 

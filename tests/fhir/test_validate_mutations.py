@@ -66,8 +66,13 @@ def _is_prim(e: Element, *types: str) -> bool:
 
 def _required_binding(e: Element) -> bool:
     el = e.child.element
-    return (e.child.type == "code" and el.binding_strength == "required" and el.binding_valueset is not None
-            and r4().valueset(el.binding_valueset) is not None and isinstance(e.value, str))
+    return (
+        e.child.type == "code"
+        and el.binding_strength == "required"
+        and el.binding_valueset is not None
+        and r4().valueset(el.binding_valueset) is not None
+        and isinstance(e.value, str)
+    )
 
 
 def _required_single(e: Element) -> bool:
@@ -127,15 +132,33 @@ def _null(e: Element) -> str:
 
 MUTATIONS: list[Mutation] = [
     ("wrong type", lambda e: _is_prim(e, "string", "markdown", "code", "dateTime", "uri"), _wrong_type),
-    ("unknown element", lambda e: isinstance(e.value, dict) and not e.child.is_primitive
-     and e.child.type != "Resource", _unknown),
+    (
+        "unknown element",
+        lambda e: isinstance(e.value, dict) and not e.child.is_primitive and e.child.type != "Resource",
+        _unknown,
+    ),
     ("missing required element", _required_single, _remove),
     ("bad date", lambda e: _is_prim(e, "date", "dateTime"), _bad_date),
     ("bad code in required binding", _required_binding, _bad_code),
-    ("over-cardinality", lambda e: e.index is None and not e.child.is_primitive and isinstance(e.value, dict)
-     and e.child.type != "Resource", _over_cardinality),
-    ("bad reference format", lambda e: e.child.type == "Reference" and isinstance(e.value, dict)
-     and isinstance(e.value.get("reference"), str), _bad_reference),
+    (
+        "over-cardinality",
+        lambda e: (
+            e.index is None
+            and not e.child.is_primitive
+            and isinstance(e.value, dict)
+            and e.child.type != "Resource"
+        ),
+        _over_cardinality,
+    ),
+    (
+        "bad reference format",
+        lambda e: (
+            e.child.type == "Reference"
+            and isinstance(e.value, dict)
+            and isinstance(e.value.get("reference"), str)
+        ),
+        _bad_reference,
+    ),
     ("empty string", lambda e: _is_prim(e, "string"), _empty_string),
     ("empty array", lambda e: e.index == 0 and e.child.type != "Resource", _empty_array),
     ("null", lambda e: e.index is None and e.value is not None and f"_{e.key}" not in e.parent, _null),
@@ -158,7 +181,9 @@ def mutants() -> Iterator[tuple[str, str, dict, str]]:
     for name, resource in example_resources():
         for label, applies, mutate in MUTATIONS:
             doc = copy.deepcopy(resource)
-            target = next((e for e in elements(doc, doc["resourceType"], doc["resourceType"]) if applies(e)), None)
+            target = next(
+                (e for e in elements(doc, doc["resourceType"], doc["resourceType"]) if applies(e)), None
+            )
             if target is not None:
                 yield name, label, doc, mutate(target)
 
@@ -183,7 +208,12 @@ def test_malformed_json_mutations_are_one_fatal_issue() -> None:
         pytest.skip("official examples not available")
     for name, resource in example_resources()[:40]:
         raw = orjson.dumps(resource, option=orjson.OPT_INDENT_2)
-        for broken in (raw[: len(raw) // 2], raw.replace(b":", b"", 1), raw + b"}", raw.replace(b"{", b"[", 1)):
+        for broken in (
+            raw[: len(raw) // 2],
+            raw.replace(b":", b"", 1),
+            raw + b"}",
+            raw.replace(b"{", b"[", 1),
+        ):
             issues = validate_json(broken)
             assert len(issues) == 1 and issues[0].severity == "fatal", (name, issues)
             assert "line " in issues[0].message and "column " in issues[0].message
@@ -197,10 +227,18 @@ def test_malformed_json_mutations_are_one_fatal_issue() -> None:
         (lambda p: p["name"][0]["given"].__setitem__(1, 7), "Patient.name[0].given[1]", "value"),
         (lambda p: p["name"][0].__setitem__("given", []), "Patient.name[0].given", "structure"),
         (lambda p: p["contact"][0].__setitem__("nickname", "x"), "Patient.contact[0].nickname", "structure"),
-        (lambda p: p.__setitem__("managingOrganization", {"reference": "Patient/1"}),
-         "Patient.managingOrganization.reference", "invalid"),
-        (lambda p: p["link"][0].pop("other") if "link" in p else p.__setitem__("link", [{"type": "seealso"}]),
-         "Patient.link[0].other", "required"),
+        (
+            lambda p: p.__setitem__("managingOrganization", {"reference": "Patient/1"}),
+            "Patient.managingOrganization.reference",
+            "invalid",
+        ),
+        (
+            lambda p: (
+                p["link"][0].pop("other") if "link" in p else p.__setitem__("link", [{"type": "seealso"}])
+            ),
+            "Patient.link[0].other",
+            "required",
+        ),
         (lambda p: p.__setitem__("active", None), "Patient.active", "structure"),
         (lambda p: p["telecom"][0].__setitem__("system", "pager "), "Patient.telecom[0].system", "value"),
     ],

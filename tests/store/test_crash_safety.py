@@ -23,8 +23,9 @@ LOADER = textwrap.dedent(
     from sante.store.loader import load_paths
 
     repo = open_repository(sys.argv[1])
-    def ack(path, written):
-        print("ACK", path.name, written, flush=True)   # printed only after the bundle's commit
+    def ack(path, written, failed):
+        if not failed:  # printed only after the bundle's commit
+            print("ACK", path.name, written, flush=True)
     load_paths(repo, [Path(sys.argv[2])], ack)
     print("DONE", flush=True)
     """
@@ -35,7 +36,7 @@ def write_bundles(folder: Path) -> None:
     folder.mkdir()
     for n in range(BUNDLES):
         entries = [{
-            "fullUrl": f"urn:uuid:p-{n}",
+            "fullUrl": f"urn:uuid:00000000-0000-4000-8000-{n:012d}",
             "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:test:bundle", "value": f"b{n}"}]},
             "request": {"method": "POST", "url": "Patient"},
         }]
@@ -43,7 +44,8 @@ def write_bundles(folder: Path) -> None:
             entries.append({
                 "resource": {"resourceType": "Observation", "status": "final",
                              "code": {"coding": [{"system": "urn:test:bundle", "code": f"b{n}"}]},
-                             "subject": {"reference": f"urn:uuid:p-{n}"}, "valueInteger": k},
+                             "subject": {"reference": f"urn:uuid:00000000-0000-4000-8000-{n:012d}"},
+                             "valueInteger": k},
                 "request": {"method": "POST", "url": "Observation"},
             })
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}

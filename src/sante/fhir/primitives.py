@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 from xml.parsers import expat
 
 from sante.fhir.model import r4
@@ -24,8 +24,24 @@ XHTML_NS = "http://www.w3.org/1999/xhtml"
 _DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 # Narrative may hold basic HTML only (txt-1): no active content, no forms, no embedded documents.
 _XHTML_FORBIDDEN = frozenset(
-    "script style form input button select textarea iframe frame frameset object embed applet base link meta"
-    .split()
+    [
+        "script",
+        "style",
+        "form",
+        "input",
+        "button",
+        "select",
+        "textarea",
+        "iframe",
+        "frame",
+        "frameset",
+        "object",
+        "embed",
+        "applet",
+        "base",
+        "link",
+        "meta",
+    ]
 )
 
 
@@ -187,7 +203,7 @@ _ANY_DAY = "(0[1-9]|[1-2][0-9]|3[0-1])"
 _DAY_UP_TO_28 = "(0[1-9]|1[0-9]|2[0-8])"
 
 
-@lru_cache(maxsize=None)
+@cache
 def fast_accept(type_code: str) -> Callable[[str], object] | None:
     """A C-level test that accepts most valid JSON strings of a type at once (truthy = valid; falsy = ask
     `checker`, which gives the verdict and the reason). None for types that are not JSON strings."""
@@ -209,7 +225,7 @@ def _clip(s: str, n: int = 60) -> str:
     return s if len(s) <= n else s[: n - 3] + "..."
 
 
-@lru_cache(maxsize=None)
+@cache
 def checker(type_code: str) -> PrimitiveChecker:
     """The value checker for a FHIR primitive type code (also "System.String" & co for id/url/extension ids)."""
     if type_code == "boolean":
@@ -223,12 +239,12 @@ def checker(type_code: str) -> PrimitiveChecker:
     if type_code == "positiveInt":
         return _integer_checker("positiveInt", 1)
     if type_code in ("date", "dateTime", "instant"):
-        what = {
+        shape = {
             "date": "YYYY, YYYY-MM or YYYY-MM-DD",
             "dateTime": "YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss with a timezone",
             "instant": "YYYY-MM-DDThh:mm:ss[.fff] with a timezone",
         }[type_code]
-        return _date_checker(type_code, what)
+        return _date_checker(type_code, shape)
     if type_code == "base64Binary":
         return _check_base64
     if type_code == "xhtml":

@@ -7,13 +7,21 @@ What is checked: the resourceType, unknown elements (including `_x` primitive-ex
 (object / array / string / number / boolean, no empty arrays or objects, nulls only inside aligned primitive
 arrays), cardinality, choice elements, primitive formats (`sante.fhir.primitives`), required bindings to the
 value sets expandable from the R4 package, references (ref-1 and the allowed target types), contained
-resources (dom-2..dom-5) and Bundle entries (recursively), ele-1 and ext-1, and every error-severity invariant
-of the definitions through the FHIRPath engine (`sante.fhir.invariants`).
+resources (dom-2..dom-5) and Bundle entries (recursively), ele-1 and ext-1 by hand; and every other invariant
+of the definitions (error severity; warnings too with `warnings=True`) through the FHIRPath engine
+(`sante.fhirpath`), compiled once per invariant and context.
+
+Locations are FHIRPath-style: `Patient.name[0].given[1]`, `Bundle.entry[2].resource.ofType(Patient).gender`,
+`Observation.contained[0].ofType(Medication).code`; a missing required element is reported at its own path
+(`Observation.status`), a choice with two variants at its name (`Observation.value`).
 
 How it is fast: each context (a type such as "HumanName" or a backbone path such as "Patient.contact") is
 compiled once into a `_Spec`: a dict from JSON property name to a small tuple saying what JSON kind is expected,
 whether it is an array, and either the primitive checker or the child's `_Spec`. Validation is one walk over
-the JSON with dictionary hits only; locations are strings built on the way down.
+the JSON with dictionary hits only. Specs whose verdict depends on the value alone ("pure": no nested resource,
+no invariant reading %resource) remember the serialised values they found valid, so the codings, references
+and quantities that repeat across real resources are checked once; invariants are skipped when a leading term
+such as `code.empty() or ...` is already decided by which properties are present.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import orjson
 from sante.fhir import primitives
 from sante.fhir.model import Child, Constraint, Model, r4
 
-__all__ = ["Issue", "validate", "validate_json", "to_operation_outcome"]
+__all__ = ["Issue", "to_operation_outcome", "validate", "validate_json"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +45,8 @@ class Issue:
     """One validation finding, shaped like an OperationOutcome.issue."""
 
     severity: str  # "fatal" | "error" | "warning" | "information"
-    code: str  # FHIR issue-type code: "structure", "required", "value", "invariant", "code-invalid", "invalid"
+    # a FHIR issue-type code: "structure", "required", "value", "invariant", "code-invalid", "invalid"
+    code: str
     location: str  # FHIRPath-style, e.g. "Patient.name[0].given[1]"
     message: str
 
@@ -62,7 +71,18 @@ PostCheck = Callable[[dict, str, "_State"], None]
 class _Spec:
     """The compiled validator of one context."""
 
-    __slots__ = ("name", "fields", "required", "choices", "post", "is_resource", "pure", "memo", "lookups", "hits")
+    __slots__ = (
+        "choices",
+        "fields",
+        "hits",
+        "is_resource",
+        "lookups",
+        "memo",
+        "name",
+        "post",
+        "pure",
+        "required",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -80,7 +100,12 @@ class _Spec:
     def variant(self, name: str, post: tuple[PostCheck, ...]) -> _Spec:
         """The same spec with extra checks after the walk (a bound Coding, a Reference with targets)."""
         s = _Spec(name)
-        s.fields, s.required, s.choices, s.is_resource = self.fields, self.required, self.choices, self.is_resource
+        s.fields, s.required, s.choices, s.is_resource = (
+            self.fields,
+            self.required,
+            self.choices,
+            self.is_resource,
+        )
         s.post = self.post + post
         return s
 
@@ -88,7 +113,7 @@ class _Spec:
 class _State:
     """What a walk carries: the issues found and the current resource scope."""
 
-    __slots__ = ("issues", "local_refs", "contained_index", "bundle_type", "warnings", "resource", "root")
+    __slots__ = ("bundle_type", "contained_index", "issues", "local_refs", "resource", "root", "warnings")
 
     def __init__(self, warnings: bool) -> None:
         self.issues: list[Issue] = []
@@ -124,7 +149,9 @@ class _Compiler:
             changed = False
             for s in specs:
                 if s.pure and any(
-                    f[0] == RESOURCE or (f[0] == COMPLEX and not f[3].pure) or (f[0] == PRIM and not f[4].pure)
+                    f[0] == RESOURCE
+                    or (f[0] == COMPLEX and not f[3].pure)
+                    or (f[0] == PRIM and not f[4].pure)
                     for f in s.fields.values()
                 ):
                     s.pure = False
@@ -186,8 +213,15 @@ class _Compiler:
                 code = "id"
             else:
                 code = "System.String"
-            return (PRIM, child.is_array, mx, primitives.checker(code), self.spec("string"), False,
-                    primitives.fast_accept(code))
+            return (
+                PRIM,
+                child.is_array,
+                mx,
+                primitives.checker(code),
+                self.spec("string"),
+                False,
+                primitives.fast_accept(code),
+            )
         if child.is_primitive:
             check = primitives.checker(t)
             fast = primitives.fast_accept(t)
@@ -278,7 +312,9 @@ def _walk(spec: _Spec, obj: dict, loc: str, st: _State) -> None:
                 st.error("structure", f"{loc}.{key}", f"'{key}' must not be an empty array")
                 continue
             if mx and len(value) > mx:
-                st.error("structure", f"{loc}.{key}", f"'{key}' allows at most {mx} items, found {len(value)}")
+                st.error(
+                    "structure", f"{loc}.{key}", f"'{key}' allows at most {mx} items, found {len(value)}"
+                )
             if kind == PRIM:
                 for i, v in enumerate(value):
                     if fast is not None and type(v) is str and len(v) <= MAX_STRING and fast(v):
@@ -288,8 +324,11 @@ def _walk(spec: _Spec, obj: dict, loc: str, st: _State) -> None:
                     if v is None:
                         ext = obj.get("_" + key)
                         if not (type(ext) is list and i < len(ext) and type(ext[i]) is dict):
-                            st.error("structure", f"{loc}.{key}[{i}]", "null is only allowed where the "
-                                     f"matching '_{key}' entry holds extensions")
+                            st.error(
+                                "structure",
+                                f"{loc}.{key}[{i}]",
+                                f"null is only allowed where the matching '_{key}' entry holds extensions",
+                            )
                         continue
                     msg = target(v)
                     if msg is not None:
@@ -298,7 +337,7 @@ def _walk(spec: _Spec, obj: dict, loc: str, st: _State) -> None:
                         st.local_refs.append((v[1:], f"{loc}.{key}[{i}]", st.contained_index))
             else:
                 for i, v in enumerate(value):
-                    _walk_nested_resource(spec, v, f"{loc}.{key}[{i}]", key, i, st)
+                    _walk_nested_resource(v, f"{loc}.{key}[{i}]", key, i, st)
         else:
             if type(value) is list:
                 st.error("structure", f"{loc}.{key}", f"'{key}' must be a single value, not an array")
@@ -314,7 +353,7 @@ def _walk(spec: _Spec, obj: dict, loc: str, st: _State) -> None:
                 elif local and value[0] == "#":
                     st.local_refs.append((value[1:], f"{loc}.{key}", st.contained_index))
             else:
-                _walk_nested_resource(spec, value, f"{loc}.{key}", key, -1, st)
+                _walk_nested_resource(value, f"{loc}.{key}", key, -1, st)
     for keys, label in spec.required:
         for k in keys:
             if k in obj:
@@ -324,17 +363,21 @@ def _walk(spec: _Spec, obj: dict, loc: str, st: _State) -> None:
     for label, group in spec.choices:
         if len(obj.keys() & group) > 1:
             present = ", ".join(sorted(obj.keys() & group))
-            st.error("structure", f"{loc}.{label}", f"only one of {present} is allowed ({label}[x] is a choice)")
+            st.error(
+                "structure", f"{loc}.{label}", f"only one of {present} is allowed ({label}[x] is a choice)"
+            )
     for check in spec.post:
         check(obj, loc, st)
 
 
-MEMO_SIZE = 4096  # valid values remembered per spec
+MEMO_SIZE = 20_000  # valid values remembered per spec (cleared when full)
 MEMO_TRIAL = 2000  # look-ups after which a spec whose values rarely repeat stops remembering
 MEMO_MIN_HITS = 500
 
 
-def _complex_field(target: _Spec, key: str, value: Any, is_array: bool, mx: int, loc: str, st: _State) -> None:
+def _complex_field(
+    target: _Spec, key: str, value: Any, is_array: bool, mx: int, loc: str, st: _State
+) -> None:
     """A property holding complex elements: a JSON object, or for arrays a non-empty array of them."""
     if is_array:
         if type(value) is not list:
@@ -398,12 +441,16 @@ def _walk_primitive_extension(spec: _Spec, obj: dict, key: str, value: Any, loc:
             st.error("structure", f"{loc}.{key}", f"'{key}' must not be an empty array")
             return
         if type(values) is list and len(values) != len(value):
-            st.error("structure", f"{loc}.{key}", f"'{key}' has {len(value)} items but '{name}' has {len(values)}")
+            st.error(
+                "structure", f"{loc}.{key}", f"'{key}' has {len(value)} items but '{name}' has {len(values)}"
+            )
         for i, e in enumerate(value):
             has_value = type(values) is list and i < len(values) and values[i] is not None
             if e is None:
                 if not has_value:
-                    st.error("structure", f"{loc}.{name}[{i}]", f"'{name}[{i}]' has neither a value nor extensions")
+                    st.error(
+                        "structure", f"{loc}.{name}[{i}]", f"'{name}[{i}]' has neither a value nor extensions"
+                    )
                 continue
             _walk_primitive_element(ext_spec, e, f"{loc}.{name}[{i}]", has_value, key, st)
     else:
@@ -422,7 +469,7 @@ def _walk_primitive_element(ext_spec: _Spec, e: Any, loc: str, has_value: bool, 
         st.error("invariant", loc, "a primitive element must have a value or extensions (ele-1)")
 
 
-def _walk_nested_resource(parent: _Spec, v: Any, loc: str, key: str, index: int, st: _State) -> None:
+def _walk_nested_resource(v: Any, loc: str, key: str, index: int, st: _State) -> None:
     if key == "contained":
         _walk_contained(v, loc, index, st)
     else:
@@ -431,8 +478,11 @@ def _walk_nested_resource(parent: _Spec, v: Any, loc: str, key: str, index: int,
 
 def _resource_spec(res: Any, loc: str, st: _State, top: bool) -> _Spec | None:
     severity = "fatal" if top else "error"
+    loc = loc or DOCUMENT
     if type(res) is not dict:
-        st.issues.append(Issue(severity, "structure", loc, f"a resource must be a JSON object, not {_describe(res)}"))
+        st.issues.append(
+            Issue(severity, "structure", loc, f"a resource must be a JSON object, not {_describe(res)}")
+        )
         return None
     rt = res.get("resourceType")
     if rt is None:
@@ -442,8 +492,14 @@ def _resource_spec(res: Any, loc: str, st: _State, top: bool) -> _Spec | None:
     if spec is None:
         what = f"'{rt}'" if type(rt) is str else _describe(rt)
         reason = "abstract" if type(rt) is str and r4().structure(rt) is not None else "unknown"
-        st.issues.append(Issue(severity, "structure", f"{loc}.resourceType" if not top else loc,
-                               f"resourceType {what} is not a known concrete R4 resource type ({reason})"))
+        st.issues.append(
+            Issue(
+                severity,
+                "structure",
+                f"{loc}.resourceType" if not top else loc,
+                f"resourceType {what} is not a known concrete R4 resource type ({reason})",
+            )
+        )
         return None
     return spec
 
@@ -470,14 +526,24 @@ def _walk_contained(res: Any, loc: str, index: int, st: _State) -> None:
         return
     rloc = f"{loc}.ofType({spec.name})"
     if "contained" in res:
-        st.error("invariant", f"{rloc}.contained", "a contained resource SHALL NOT contain nested resources (dom-2)")
+        st.error(
+            "invariant",
+            f"{rloc}.contained",
+            "a contained resource SHALL NOT contain nested resources (dom-2)",
+        )
     meta = res.get("meta")
     if type(meta) is dict:
         for k in ("versionId", "lastUpdated"):
             if k in meta:
-                st.error("invariant", f"{rloc}.meta.{k}", f"a contained resource SHALL NOT have meta.{k} (dom-4)")
+                st.error(
+                    "invariant", f"{rloc}.meta.{k}", f"a contained resource SHALL NOT have meta.{k} (dom-4)"
+                )
         if "security" in meta:
-            st.error("invariant", f"{rloc}.meta.security", "a contained resource SHALL NOT have a security label (dom-5)")
+            st.error(
+                "invariant",
+                f"{rloc}.meta.security",
+                "a contained resource SHALL NOT have a security label (dom-5)",
+            )
     saved = (st.contained_index, st.resource)
     st.contained_index, st.resource = index, res
     _walk(spec, res, rloc, st)
@@ -487,6 +553,8 @@ def _walk_contained(res: Any, loc: str, index: int, st: _State) -> None:
 def _check_local_references(res: dict, rloc: str, st: _State) -> None:
     """ref-1 resolution of '#id' references and dom-3 (every contained resource is referenced)."""
     contained = res.get("contained")
+    if not st.local_refs and contained is None:
+        return
     ids: dict[str, int] = {}
     if type(contained) is list:
         for i, c in enumerate(contained):
@@ -497,7 +565,11 @@ def _check_local_references(res: dict, rloc: str, st: _State) -> None:
     for target, where, in_contained in st.local_refs:
         if not target:
             if in_contained < 0 and where.endswith(".reference"):
-                st.error("invariant", where, "'#' refers to the containing resource, but this resource is not contained")
+                st.error(
+                    "invariant",
+                    where,
+                    "'#' refers to the containing resource, but this resource is not contained",
+                )
             else:
                 refers_to_container.add(in_contained)
         elif target in ids:
@@ -509,10 +581,13 @@ def _check_local_references(res: dict, rloc: str, st: _State) -> None:
             if type(c) is not dict or i in refers_to_container:
                 continue
             cid = c.get("id")
-            if cid not in referenced:
+            if type(cid) is not str or cid not in referenced:
                 what = f"'{cid}'" if type(cid) is str else "without an id"
-                st.error("invariant", f"{rloc}.contained[{i}]",
-                         f"contained resource {what} is not referenced from the rest of the resource (dom-3)")
+                st.error(
+                    "invariant",
+                    f"{rloc}.contained[{i}]",
+                    f"contained resource {what} is not referenced from the rest of the resource (dom-3)",
+                )
 
 
 # -- post checks: ext-1, references, bindings ---------------------------------------------------------------------
@@ -522,14 +597,21 @@ def _make_ext1(value_names: frozenset[str]) -> PostCheck:
     def ext1(obj: dict, loc: str, st: _State) -> None:
         has_value = bool(obj.keys() & value_names) or any(k[:6] == "_value" for k in obj)
         if has_value == ("extension" in obj):
-            st.error("invariant", loc, "an extension must have either extensions or a value[x], not both (ext-1)"
-                     if has_value else "an extension must have either extensions or a value[x] (ext-1)")
+            st.error(
+                "invariant",
+                loc,
+                "an extension must have either extensions or a value[x], not both (ext-1)"
+                if has_value
+                else "an extension must have either extensions or a value[x] (ext-1)",
+            )
 
     return ext1
 
 
 _REST_REF = re.compile(r"([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(/_history/[A-Za-z0-9\-.]{1,64})?")
-_ABS_REST_REF = re.compile(r"(?:https?)://\S+/([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(/_history/[A-Za-z0-9\-.]{1,64})?")
+_ABS_REST_REF = re.compile(
+    r"(?:https?)://\S+/([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(/_history/[A-Za-z0-9\-.]{1,64})?"
+)
 _CONDITIONAL_REF = re.compile(r"([A-Z][A-Za-z]+)\?\S+")
 _ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:\S+")
 _UUID = re.compile(r"urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -550,6 +632,8 @@ def _make_reference_check(targets: frozenset[str], model: Model) -> PostCheck:
         ref = obj.get("reference")
         if type(ref) is not str or not ref or ref.isspace():
             return  # not a string: already reported by the walk
+        if ref[:9] == "urn:uuid:" and _UUID.fullmatch(ref) is not None:
+            return  # the usual form inside Bundles
         rloc = loc + ".reference"
         if ref[0] == "#":
             st.local_refs.append((ref[1:], rloc, st.contained_index))
@@ -576,8 +660,12 @@ def _make_reference_check(targets: frozenset[str], model: Model) -> PostCheck:
         if m is not None and st.bundle_type in ("transaction", "batch"):
             check_type(m.group(1), rloc, ref, st)
             return
-        st.error("invalid", rloc, f"'{primitives._clip(ref)}' is not a valid reference: expected Type/id, "
-                 "Type/id/_history/vid, an absolute URL, urn:uuid:/urn:oid: or #id of a contained resource (ref-1)")
+        st.error(
+            "invalid",
+            rloc,
+            f"'{primitives._clip(ref)}' is not a valid reference: expected Type/id, "
+            "Type/id/_history/vid, an absolute URL, urn:uuid:/urn:oid: or #id of a contained resource (ref-1)",
+        )
 
     return reference
 
@@ -590,7 +678,9 @@ def _value_code(msg: str) -> str:
     return "code-invalid" if type(msg) is _BindingMessage else "value"
 
 
-def _bound_code_checker(base: primitives.PrimitiveChecker, codes: frozenset[str], url: str) -> primitives.PrimitiveChecker:
+def _bound_code_checker(
+    base: primitives.PrimitiveChecker, codes: frozenset[str], url: str
+) -> primitives.PrimitiveChecker:
     name = url.split("|")[0].rsplit("/", 1)[-1]
     if len(codes) <= 12:
         listing = ", ".join(sorted(codes))
@@ -617,10 +707,13 @@ def _make_coding_check(vs: dict[str, frozenset[str]], url: str) -> PostCheck:
             return
         if system is None:
             if code not in union:
-                st.error("code-invalid", f"{loc}.code", f"'{code}' is not a code of the required value set {name}")
+                st.error(
+                    "code-invalid", f"{loc}.code", f"'{code}' is not a code of the required value set {name}"
+                )
         elif type(system) is str and code not in vs.get(system, ()):
-            st.error("code-invalid", f"{loc}.code",
-                     f"{system}#{code} is not in the required value set {name}")
+            st.error(
+                "code-invalid", f"{loc}.code", f"{system}#{code} is not in the required value set {name}"
+            )
 
     return coding
 
@@ -635,8 +728,9 @@ def _make_concept_check(vs: dict[str, frozenset[str]], url: str) -> PostCheck:
         for c in codings:
             if type(c) is dict and c.get("code") in vs.get(c.get("system"), ()):  # type: ignore[arg-type]
                 return
-        st.error("code-invalid", f"{loc}.coding",
-                 f"none of the codings is from the required value set {name}")
+        st.error(
+            "code-invalid", f"{loc}.coding", f"none of the codings is from the required value set {name}"
+        )
 
     return concept
 
@@ -645,7 +739,9 @@ def _make_concept_check(vs: dict[str, frozenset[str]], url: str) -> PostCheck:
 
 # Checked by hand above (faster, and they need the walk's knowledge): dom-2..dom-6, ele-1, ext-1, ref-1, and
 # txt-1/txt-2 (htmlChecks(), in primitives.check_xhtml).
-HAND_CODED = frozenset({"dom-2", "dom-3", "dom-4", "dom-5", "dom-6", "ele-1", "ext-1", "ref-1", "txt-1", "txt-2"})
+HAND_CODED = frozenset(
+    {"dom-2", "dom-3", "dom-4", "dom-5", "dom-6", "ele-1", "ext-1", "ref-1", "txt-1", "txt-2"}
+)
 FHIRPATH_CONSTANTS = {
     "ucum": "http://unitsofmeasure.org",
     "sct": "http://snomed.info/sct",
@@ -694,7 +790,17 @@ def _top_level_split(expr: str, op: str) -> list[str] | None:
 class _Invariant:
     """One constraint of the definitions, compiled on first use."""
 
-    __slots__ = ("key", "severity", "human", "expression", "context", "guards", "fn", "broken", "reads_resource")
+    __slots__ = (
+        "broken",
+        "context",
+        "expression",
+        "fn",
+        "guards",
+        "human",
+        "key",
+        "reads_resource",
+        "severity",
+    )
 
     def __init__(self, c: Constraint, context: str, guards: tuple[Guard, ...]) -> None:
         self.key, self.severity, self.human, self.expression = c.key, c.severity, c.human, c.expression
@@ -718,7 +824,9 @@ STATS = InvariantStats()
 log = logging.getLogger(__name__)
 
 
-def _invariants(constraints: tuple[Constraint, ...], context: str, children: dict[str, Child]) -> tuple[_Invariant, ...]:
+def _invariants(
+    constraints: tuple[Constraint, ...], context: str, children: dict[str, Child]
+) -> tuple[_Invariant, ...]:
     out = []
     for c in constraints:
         if c.key in HAND_CODED or c.severity not in ("error", "warning"):
@@ -732,7 +840,9 @@ def _names(children: dict[str, Child], name: str) -> frozenset[str]:
     return frozenset(keys | {"_" + k for k in keys if children[k].is_primitive})
 
 
-Guard = tuple[frozenset[str], bool]  # (JSON names of a child, True: decided when absent / False: when present)
+Guard = tuple[
+    frozenset[str], bool
+]  # (JSON names of a child, True: decided when absent / False: when present)
 
 
 def _guards(expr: str, children: dict[str, Child]) -> tuple[Guard, ...]:
@@ -767,7 +877,7 @@ def _engine_compile(inv: _Invariant) -> Callable[..., list] | None:
         if inv.context in r4().resource_types:
             return fhirpath_compile(inv.expression, base_type=inv.context)
         return _compile_for_type(inv.expression, inv.context) or fhirpath_compile(inv.expression)
-    except Exception as e:  # an expression the engine does not support: never fails validation
+    except Exception as e:  # noqa: BLE001 - an expression the engine cannot compile never fails validation
         STATS.compile_errors[f"{inv.key}@{inv.context}"] = f"{type(e).__name__}: {e}"
         log.info("invariant %s on %s not checked: %s", inv.key, inv.context, e)
         return None
@@ -801,7 +911,7 @@ def _holds(inv: _Invariant, obj: dict, st: _State) -> bool:
     STATS.evaluated += 1
     try:
         result = fn(obj, variables)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - nor one it cannot evaluate (counted in STATS)
         where = f"{inv.key}@{inv.context}"
         if where not in STATS.runtime_errors:
             log.info("invariant %s on %s could not be evaluated: %s", inv.key, inv.context, e)
@@ -814,11 +924,11 @@ def _holds(inv: _Invariant, obj: dict, st: _State) -> bool:
 
 
 def _make_invariant_check(invariants: tuple[_Invariant, ...]) -> PostCheck:
+    errors_only = tuple(i for i in invariants if i.severity == "error")
+
     def invariants_hold(obj: dict, loc: str, st: _State) -> None:
         keys = obj.keys()
-        for inv in invariants:
-            if inv.severity != "error" and not st.warnings:
-                continue
+        for inv in invariants if st.warnings else errors_only:
             decided = False
             for names, when_absent in inv.guards:
                 if keys.isdisjoint(names) is when_absent:
@@ -844,7 +954,9 @@ def validate(resource: Any, *, warnings: bool = False) -> list[Issue]:
     try:
         _walk_resource(resource, "", st, top=True)
     except RecursionError:
-        st.issues.append(Issue("fatal", "too-costly", DOCUMENT, "the resource is nested too deeply to validate"))
+        st.issues.append(
+            Issue("fatal", "too-costly", DOCUMENT, "the resource is nested too deeply to validate")
+        )
     if warnings and type(resource) is dict and resource.get("resourceType") in _compiler().resources:
         _narrative_warnings(resource, st)
     return st.issues
@@ -855,8 +967,14 @@ def _narrative_warnings(resource: dict, st: _State) -> None:
     if "text" in spec.fields:
         text = resource.get("text")
         if not (type(text) is dict and "div" in text):
-            st.issues.append(Issue("warning", "invariant", spec.name,
-                                   "a resource should have narrative for robust management (dom-6)"))
+            st.issues.append(
+                Issue(
+                    "warning",
+                    "invariant",
+                    spec.name,
+                    "a resource should have narrative for robust management (dom-6)",
+                )
+            )
 
 
 def validate_json(raw: bytes | str) -> list[Issue]:
@@ -868,8 +986,14 @@ def validate_json(raw: bytes | str) -> list[Issue]:
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
-        return [Issue("fatal", "structure", DOCUMENT,
-                      f"malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}")]
+        return [
+            Issue(
+                "fatal",
+                "structure",
+                DOCUMENT,
+                f"malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}",
+            )
+        ]
     return validate(doc)
 
 

@@ -1,48 +1,56 @@
 """Transaction and batch Bundles (FHIR R4 §3.1.0.11): a transaction is all or nothing, a batch entry by entry.
 
-Transaction processing follows the specification's order (DELETE, POST, PUT/PATCH, GET), gives every POSTed
-resource its id first and rewrites references to `urn:uuid:` / fullUrl identities, resolves conditional
-references (`Patient?identifier=...`) and conditional creates (`ifNoneExist`), so that repeated shared entries
-(Synthea's Organization and Practitioner) are stored once.
+Processing is split in two so a bulk load can use both cores:
+- `prepare_bundle` is pure (no database): it checks the Bundle, validates every resource, gives each POSTed
+  resource its id, rewrites references to `urn:uuid:` / fullUrl identities and extracts the search-index rows.
+  A conditional create (`ifNoneExist`) gets a *predicted* id, derived from its condition, so references to it
+  can be rewritten before the database is consulted.
+- `commit_transaction` runs inside one database transaction: it resolves conditional creates and conditional
+  references (`Patient?identifier=...`) against the database, re-points references whose prediction missed,
+  then writes in the specification's order (DELETE, POST, PUT/PATCH, GET), new resources in batched statements.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
 from sante.anomaly import Anomaly, Category, Problem, incorrect, outcome_for
 from sante.fhir.model import r4
-from sante.store.repository import Repository, StoredResource, Transaction, new_id
+from sante.store.indexer import index_rows
+from sante.store.repository import IndexRows, Repository, StoredResource, Transaction, new_id
 from sante.store.search import parse_search, run_search
+from sante.store.validation import check_resource
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+_PREDICT_NS = uuid.UUID("6f1c6a0e-5a1e-4c3b-9a57-3a1e5a7e0001")
 
 
-def _entry_error(i: int, message: str, field: str = "request") -> Anomaly:
-    return incorrect(message, f"Bundle.entry[{i}].{field}")
+@dataclass(slots=True)
+class PreparedEntry:
+    index: int
+    method: str
+    rtype: str
+    rid: str | None
+    query: str | None = None
+    if_none_exist: str | None = None
+    if_match: int | None = None
+    resource: dict[str, Any] | None = None
+    rows: IndexRows | None = None
+    same_as: int | None = None  # a repeated conditional create: answered like entry `same_as`
 
 
-def _check_bundle(bundle: Any) -> list[dict[str, Any]]:
-    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        raise incorrect("expected a Bundle", "resourceType")
-    if bundle.get("type") not in ("transaction", "batch"):
-        raise incorrect(f"Bundle.type must be transaction or batch, got {bundle.get('type')!r}", "Bundle.type")
-    entries = bundle.get("entry", [])
-    if not isinstance(entries, list):
-        raise incorrect("Bundle.entry must be an array", "Bundle.entry")
-    for i, e in enumerate(entries):
-        if not isinstance(e, dict) or not isinstance(e.get("request"), dict):
-            raise _entry_error(i, "every entry needs a request (method and url)")
-        method = e["request"].get("method")
-        if method not in ORDER:
-            raise _entry_error(i, f"unsupported request.method {method!r}", "request.method")
-        if not isinstance(e["request"].get("url"), str) or not e["request"]["url"]:
-            raise _entry_error(i, "request.url is required", "request.url")
-        if method in ("POST", "PUT") and not isinstance(e.get("resource"), dict):
-            raise _entry_error(i, f"a {method} entry needs a resource", "resource")
-    return entries
+@dataclass(slots=True)
+class PreparedBundle:
+    type: str
+    entries: list[PreparedEntry] = field(default_factory=list)
+    conditional_refs: bool = False  # references like Patient?identifier=... wait for the database
+
+
+def _entry_error(i: int, message: str, field_: str = "request") -> Anomaly:
+    return incorrect(message, f"Bundle.entry[{i}].{field_}")
 
 
 def _split_url(url: str) -> tuple[str, str | None, str | None]:
@@ -55,28 +63,156 @@ def _split_url(url: str) -> tuple[str, str | None, str | None]:
     return parts[0], parts[1] if len(parts) > 1 else None, None
 
 
-def _search_ids(tx: Transaction, rtype: str, query: str) -> list[str]:
-    if rtype not in r4().resource_types:
-        raise incorrect(f"{rtype!r} is not a resource type", "request.url")
-    req = parse_search(rtype, parse_qsl(query, keep_blank_values=True), strict=True)
-    req.count = 2
-    return [m.id for m in run_search(tx, req).matches]
+def _etag_version(value: Any) -> int | None:
+    if not isinstance(value, str) or not value:
+        return None
+    digits = "".join(ch for ch in value if ch.isdigit())
+    return int(digits) if digits else None
 
 
-def rewrite_references(node: Any, resolve: Callable[[str], str | None]) -> None:
-    """Replace every Reference.reference (in place) that `resolve` maps to a new value."""
+def rewrite_references(node: Any, resolve: Any) -> bool:
+    """Replace (in place) every Reference.reference that `resolve` maps to a new value; True if any changed."""
+    changed = False
     if isinstance(node, dict):
         for k, v in node.items():
             if k == "reference" and isinstance(v, str):
                 new = resolve(v)
-                if new is not None:
+                if new is not None and new != v:
                     node[k] = new
+                    changed = True
             elif isinstance(v, (dict, list)):
-                rewrite_references(v, resolve)
+                changed |= rewrite_references(v, resolve)
     elif isinstance(node, list):
         for item in node:
             if isinstance(item, (dict, list)):
-                rewrite_references(item, resolve)
+                changed |= rewrite_references(item, resolve)
+    return changed
+
+
+def predicted_id(rtype: str, condition: str) -> str:
+    """The id a conditional create gets when it creates: the same condition always predicts the same id."""
+    return str(uuid.uuid5(_PREDICT_NS, f"{rtype}?{condition}"))
+
+
+# -------------------------------------------------------------------------------------------------------------
+# prepare (pure)
+
+
+def _check_entry(i: int, e: Any) -> PreparedEntry:
+    if not isinstance(e, dict) or not isinstance(e.get("request"), dict):
+        raise _entry_error(i, "every entry needs a request (method and url)")
+    req = e["request"]
+    method = req.get("method")
+    if method not in ORDER:
+        raise _entry_error(i, f"unsupported request.method {method!r}", "request.method")
+    url = req.get("url")
+    if not isinstance(url, str) or not url:
+        raise _entry_error(i, "request.url is required", "request.url")
+    rtype, rid, query = _split_url(url)
+    if rtype not in r4().resource_types:
+        raise _entry_error(i, f"{rtype!r} in request.url is not a resource type", "request.url")
+    resource = e.get("resource")
+    if method in ("POST", "PUT"):
+        if not isinstance(resource, dict):
+            raise _entry_error(i, f"a {method} entry needs a resource", "resource")
+        if resource.get("resourceType") != rtype:
+            raise _entry_error(i, f"resourceType {resource.get('resourceType')!r} does not match url {rtype!r}",
+                               "resource.resourceType")
+    if method == "PUT":
+        if rid is None and query is None:
+            raise _entry_error(i, "PUT needs Type/id or Type?search", "request.url")
+        if rid is not None and resource.get("id") != rid:
+            raise _entry_error(i, f"resource id {resource.get('id')!r} does not match url id {rid!r}", "resource.id")
+    if method == "PATCH":
+        raise Anomaly(Category.UNSUPPORTED, "PATCH inside a Bundle is not supported yet",
+                      location=f"Bundle.entry[{i}].request.method")
+    if method in ("GET", "HEAD") and rid is None:
+        raise _entry_error(i, "only reads (Type/id) are supported as GET entries", "request.url")
+    if method == "DELETE" and rid is None and not query:
+        raise _entry_error(i, "DELETE needs Type/id or Type?search", "request.url")
+    cond = req.get("ifNoneExist") if method == "POST" else None
+    if cond is not None and not isinstance(cond, str):
+        raise _entry_error(i, "ifNoneExist must be a search string", "request.ifNoneExist")
+    return PreparedEntry(i, method, rtype, rid, query, cond or None, _etag_version(req.get("ifMatch")),
+                         resource if isinstance(resource, dict) else None)
+
+
+def _validate_entries(entries: list[PreparedEntry]) -> None:
+    problems: list[Problem] = []
+    for p in entries:
+        if p.resource is None or p.method not in ("POST", "PUT"):
+            continue
+        for issue in check_resource(p.resource):
+            loc = issue.location or p.rtype
+            rest = loc[len(p.rtype):] if loc.startswith(p.rtype) else "." + loc
+            problems.append(Problem(issue.message, f"Bundle.entry[{p.index}].resource{rest}", "error", issue.code))
+    if problems:
+        raise Anomaly(Category.UNPROCESSABLE, f"{len(problems)} validation error(s): {problems[0].message}",
+                      location=problems[0].location, problems=tuple(problems))
+
+
+def prepare_bundle(bundle: Any) -> PreparedBundle:
+    """Check, validate, assign ids, rewrite local references and extract index rows; no database."""
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise incorrect("expected a Bundle", "resourceType")
+    if bundle.get("type") not in ("transaction", "batch"):
+        raise incorrect(f"Bundle.type must be transaction or batch, got {bundle.get('type')!r}", "Bundle.type")
+    raw = bundle.get("entry", [])
+    if not isinstance(raw, list):
+        raise incorrect("Bundle.entry must be an array", "Bundle.entry")
+    prepared = PreparedBundle(bundle["type"], [_check_entry(i, e) for i, e in enumerate(raw)])
+    if prepared.type == "batch":
+        return prepared  # batch entries are independent: each is prepared and committed alone
+    _validate_entries(prepared.entries)
+    identity: dict[str, str] = {}
+    first_with: dict[tuple[str, str], int] = {}
+    for p in prepared.entries:
+        full = raw[p.index].get("fullUrl")
+        if p.method == "POST":
+            if p.if_none_exist:
+                key = (p.rtype, p.if_none_exist)
+                if key in first_with:
+                    p.same_as = first_with[key]
+                else:
+                    first_with[key] = p.index
+                p.rid = predicted_id(p.rtype, p.if_none_exist)
+            else:
+                p.rid = new_id()
+            if isinstance(full, str):
+                identity[full] = f"{p.rtype}/{p.rid}"
+        elif p.method == "PUT" and p.rid and isinstance(full, str):
+            identity[full] = f"{p.rtype}/{p.rid}"
+
+    def resolve(ref: str) -> str | None:
+        hit = identity.get(ref)
+        if hit is not None:
+            return hit
+        if "?" in ref and not ref.startswith(("http://", "https://")):
+            rtype, query = ref.split("?", 1)
+            if (rtype, query) in first_with:  # the condition of a conditional create in this bundle
+                return f"{rtype}/{predicted_id(rtype, query)}"
+            prepared.conditional_refs = True
+        return None
+
+    for p in prepared.entries:
+        if p.resource is not None:
+            rewrite_references(p.resource, resolve)
+            if p.method == "POST" and p.same_as is None:
+                p.resource.pop("id", None)  # the server assigns ids on create
+            p.rows = index_rows(p.resource)
+    return prepared
+
+
+# -------------------------------------------------------------------------------------------------------------
+# commit (one database transaction)
+
+
+def _search_ids(tx: Transaction, rtype: str, query: str, location: str) -> list[str]:
+    req = parse_search(rtype, parse_qsl(query, keep_blank_values=True), strict=True)
+    if not req.criteria:
+        raise incorrect(f"{rtype}?{query}: a condition needs at least one search parameter", location)
+    req.count = 2
+    return [m.id for m in run_search(tx, req).matches]
 
 
 def _response(stored: StoredResource | None, status: str, resource: bool = False) -> dict[str, Any]:
@@ -92,146 +228,129 @@ def _response(stored: StoredResource | None, status: str, resource: bool = False
     return out
 
 
-def _etag_version(value: str | None) -> int | None:
-    if not value:
-        return None
-    digits = "".join(ch for ch in value if ch.isdigit())
-    return int(digits) if digits else None
+def _locate(a: Anomaly, i: int) -> Anomaly:
+    """An entry's failure, located in the Bundle."""
+    if (a.location or "").startswith("Bundle.entry"):
+        return a
+    where = f"Bundle.entry[{i}]"
+    problems = tuple(
+        Problem(p.message, p.location if (p.location or "").startswith("Bundle") else where, p.severity, p.code)
+        for p in a.problems
+    )
+    return Anomaly(a.category, f"entry {i}: {a.message}", location=where, problems=problems)
 
 
-def _process_entry(tx: Transaction, i: int, entry: dict[str, Any], assigned: dict[int, str]) -> dict[str, Any]:
-    req = entry["request"]
-    method = req["method"]
-    rtype, rid, query = _split_url(req["url"])
-    if method == "POST":
-        resource = entry["resource"]
-        if resource.get("resourceType") != rtype:
-            raise _entry_error(i, f"resourceType {resource.get('resourceType')!r} does not match url {rtype!r}")
-        if i in assigned and assigned[i].startswith("existing:"):
-            return _response(tx.read(rtype, assigned[i].removeprefix("existing:")), "200 OK")
-        if req.get("ifNoneExist") and i not in assigned:
-            found = _search_ids(tx, rtype, req["ifNoneExist"])
+def _resolve_conditions(tx: Transaction, prepared: PreparedBundle) -> dict[str, str]:
+    """Conditional creates and references against the database: a map of references to re-point."""
+    remap: dict[str, str] = {}
+    for p in prepared.entries:
+        if p.method != "POST" or not p.if_none_exist or p.same_as is not None:
+            continue
+        loc = f"Bundle.entry[{p.index}].request.ifNoneExist"
+        found = _search_ids(tx, p.rtype, p.if_none_exist, loc)
+        if len(found) > 1:
+            raise Anomaly(Category.PRECONDITION_FAILED, f"ifNoneExist matches several {p.rtype}", location=loc)
+        predicted = p.rid or ""
+        if found:
+            p.same_as = -1  # exists already: nothing to write
+            p.rid = found[0]
+        elif tx.current(p.rtype, predicted) is not None:
+            p.rid = new_id()  # the predicted id is taken by a resource that no longer matches
+        if p.rid != predicted:
+            remap[f"{p.rtype}/{predicted}"] = f"{p.rtype}/{p.rid}"
+    return remap
+
+
+def commit_transaction(tx: Transaction, prepared: PreparedBundle) -> list[dict[str, Any]]:
+    """Write a prepared transaction; returns the response entries in request order."""
+    remap = _resolve_conditions(tx, prepared)
+    if remap or prepared.conditional_refs:
+        cache: dict[str, str] = {}
+
+        def resolve(ref: str) -> str | None:
+            if ref in remap:
+                return remap[ref]
+            if "?" in ref and not ref.startswith(("http://", "https://")):
+                if ref not in cache:
+                    rtype, query = ref.split("?", 1)
+                    found = _search_ids(tx, rtype, query, "reference")
+                    if len(found) != 1:
+                        raise Anomaly(Category.PRECONDITION_FAILED,
+                                      f"conditional reference {ref} matches {len(found)} resources (needs one)")
+                    cache[ref] = f"{rtype}/{found[0]}"
+                return cache[ref]
+            return None
+
+        for p in prepared.entries:
+            if p.resource is not None and rewrite_references(p.resource, resolve):
+                p.rows = index_rows(p.resource)
+
+    results: list[dict[str, Any] | None] = [None] * len(prepared.entries)
+    by_index = {p.index: p for p in prepared.entries}
+    for p in sorted(prepared.entries, key=lambda e: ORDER[e.method]):
+        try:
+            if p.method == "POST":
+                continue  # created together below, in the POST slot of the order
+            results[p.index] = _commit_one(tx, p)
+        except Anomaly as a:
+            raise _locate(a, p.index) from None
+    creates = [p for p in prepared.entries if p.method == "POST" and p.same_as is None]
+    stored = tx.create_many([(p.resource or {}, p.rid or new_id(), p.rows or {}) for p in creates])
+    for p, s in zip(creates, stored):
+        results[p.index] = _response(s, "201 Created")
+    for p in prepared.entries:
+        if p.method == "POST" and p.same_as is not None:
+            source = by_index.get(p.same_as)
+            if source is not None and results[source.index] is not None and source.same_as is None:
+                results[p.index] = {"response": {**results[source.index]["response"], "status": "200 OK"}}
+            else:
+                results[p.index] = _response(tx.read(p.rtype, p.rid or ""), "200 OK")
+    return [r or {"response": {"status": "200 OK"}} for r in results]
+
+
+def _commit_one(tx: Transaction, p: PreparedEntry) -> dict[str, Any]:
+    if p.method == "PUT":
+        rid = p.rid
+        if p.query is not None:
+            loc = f"Bundle.entry[{p.index}].request.url"
+            found = _search_ids(tx, p.rtype, p.query, loc)
             if len(found) > 1:
-                raise Anomaly(Category.PRECONDITION_FAILED, f"ifNoneExist matches several {rtype}",
-                              location=f"Bundle.entry[{i}].request.ifNoneExist")
-            if found:
-                return _response(tx.read(rtype, found[0]), "200 OK")
-        return _response(tx.create(resource, assigned.get(i)), "201 Created")
-    if method == "PUT":
-        resource = entry["resource"]
-        if query is not None:
-            found = _search_ids(tx, rtype, query)
-            if len(found) > 1:
-                raise Anomaly(Category.PRECONDITION_FAILED, f"conditional update matches several {rtype}",
-                              location=f"Bundle.entry[{i}].request.url")
-            rid = found[0] if found else (resource.get("id") or new_id())
-        if rid is None:
-            raise _entry_error(i, "PUT needs Type/id or Type?search", "request.url")
-        if resource.get("id") not in (None, rid):
-            raise _entry_error(i, f"resource id {resource.get('id')!r} does not match url id {rid!r}", "resource.id")
-        stored, created = tx.update(resource, rid, if_match=_etag_version(req.get("ifMatch")))
+                raise Anomaly(Category.PRECONDITION_FAILED, f"conditional update matches several {p.rtype}",
+                              location=loc)
+            rid = found[0] if found else ((p.resource or {}).get("id") or new_id())
+        stored, created = tx.update(p.resource or {}, rid or "", if_match=p.if_match, index=p.rows, checked=True)
         return _response(stored, "201 Created" if created else "200 OK")
-    if method == "DELETE":
-        ids = [rid] if rid else _search_ids(tx, rtype, query or "")
+    if p.method == "DELETE":
+        ids = [p.rid] if p.rid else _search_ids(tx, p.rtype, p.query or "", f"Bundle.entry[{p.index}].request.url")
         if len(ids) > 1:
-            raise Anomaly(Category.PRECONDITION_FAILED, f"conditional delete matches several {rtype}",
-                          location=f"Bundle.entry[{i}].request.url")
-        deleted = tx.delete(rtype, ids[0]) if ids else None
+            raise Anomaly(Category.PRECONDITION_FAILED, f"conditional delete matches several {p.rtype}",
+                          location=f"Bundle.entry[{p.index}].request.url")
+        deleted = tx.delete(p.rtype, ids[0], if_match=p.if_match) if ids else None
         return _response(deleted, "204 No Content")
-    if method == "PATCH":
-        raise Anomaly(Category.UNSUPPORTED, "PATCH inside a Bundle is not supported yet",
-                      location=f"Bundle.entry[{i}].request.method")
-    # GET / HEAD: a read inside the bundle.
-    if rid is None:
-        raise _entry_error(i, "only reads (Type/id) are supported as GET entries", "request.url")
-    return _response(tx.read(rtype, rid), "200 OK", resource=method == "GET")
+    if p.method == "POST":  # a batch entry
+        if p.if_none_exist:
+            loc = f"Bundle.entry[{p.index}].request.ifNoneExist"
+            found = _search_ids(tx, p.rtype, p.if_none_exist, loc)
+            if len(found) > 1:
+                raise Anomaly(Category.PRECONDITION_FAILED, f"ifNoneExist matches several {p.rtype}", location=loc)
+            if found:
+                return _response(tx.read(p.rtype, found[0]), "200 OK")
+        return _response(tx.create(p.resource or {}), "201 Created")
+    return _response(tx.read(p.rtype, p.rid or ""), "200 OK", resource=p.method == "GET")
 
 
-def _prepare_transaction(tx: Transaction, entries: list[dict[str, Any]]) -> dict[int, str]:
-    """Assign ids to POSTs, resolve conditional creates and references; rewrite references in place."""
-    identity: dict[str, str] = {}  # fullUrl -> Type/id
-    assigned: dict[int, str] = {}
-    conditional_seen: dict[tuple[str, str], str] = {}
-    for i, e in enumerate(entries):
-        req = e["request"]
-        rtype, rid, _query = _split_url(req["url"])
-        full = e.get("fullUrl")
-        if req["method"] == "POST":
-            target = None
-            cond = req.get("ifNoneExist")
-            if cond:
-                key = (rtype, cond)
-                if key in conditional_seen:
-                    target = conditional_seen[key]
-                    assigned[i] = "existing:" + target
-                else:
-                    found = _search_ids(tx, rtype, cond)
-                    if len(found) > 1:
-                        raise Anomaly(Category.PRECONDITION_FAILED, f"ifNoneExist matches several {rtype}",
-                                      location=f"Bundle.entry[{i}].request.ifNoneExist")
-                    if found:
-                        target = found[0]
-                        assigned[i] = "existing:" + target
-                    conditional_seen[key] = target or ""
-            if target is None:
-                target = new_id()
-                assigned[i] = target
-                if cond:
-                    conditional_seen[(rtype, cond)] = target
-            if full:
-                identity[full] = f"{rtype}/{target}"
-        elif req["method"] == "PUT" and rid and full:
-            identity[full] = f"{rtype}/{rid}"
-
-    cache: dict[str, str | None] = {}
-
-    def resolve(ref: str) -> str | None:
-        if ref in identity:
-            return identity[ref]
-        if "?" in ref and not ref.startswith(("http://", "https://")):
-            if ref not in cache:
-                rtype, query = ref.split("?", 1)
-                created_here = conditional_seen.get((rtype, query))
-                if created_here:  # the same condition as a conditional create in this bundle
-                    cache[ref] = f"{rtype}/{created_here}"
-                    return cache[ref]
-                found = _search_ids(tx, rtype, query)
-                if len(found) != 1:
-                    raise Anomaly(Category.PRECONDITION_FAILED,
-                                  f"conditional reference {ref} matches {len(found)} resources (needs exactly one)")
-                cache[ref] = f"{rtype}/{found[0]}"
-            return cache[ref]
-        return None
-
-    for e in entries:
-        if isinstance(e.get("resource"), dict):
-            rewrite_references(e["resource"], resolve)
-    return assigned
-
-
-def process_bundle(repo: Repository, bundle: Any) -> dict[str, Any]:
+def process_bundle(repo: Repository, bundle: Any, prepared: PreparedBundle | None = None) -> dict[str, Any]:
     """Run a transaction or batch Bundle; returns the transaction-response / batch-response Bundle."""
-    entries = _check_bundle(bundle)
-    if bundle["type"] == "transaction":
-        results: list[dict[str, Any] | None] = [None] * len(entries)
+    prepared = prepared or prepare_bundle(bundle)
+    if prepared.type == "transaction":
         with repo.transaction() as tx:
-            assigned = _prepare_transaction(tx, entries)
-            for i in sorted(range(len(entries)), key=lambda k: ORDER[entries[k]["request"]["method"]]):
-                try:
-                    results[i] = _process_entry(tx, i, entries[i], assigned)
-                except Anomaly as a:
-                    where = a.location if (a.location or "").startswith("Bundle.entry") else f"Bundle.entry[{i}]"
-                    raise Anomaly(a.category, f"entry {i}: {a.message}", location=where,
-                                  problems=tuple(Problem(p.message, f"Bundle.entry[{i}].resource." + p.location
-                                                         if p.location and not p.location.startswith("Bundle")
-                                                         else (p.location or where), p.severity, p.code)
-                                                 for p in a.problems)) from None
-        return {"resourceType": "Bundle", "type": "transaction-response", "entry": results}
+            entries = commit_transaction(tx, prepared)
+        return {"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
     out = []
-    for i, e in enumerate(entries):
+    for p in prepared.entries:
         try:
             with repo.transaction() as tx:
-                out.append(_process_entry(tx, i, e, {}))
+                out.append(_commit_one(tx, p))
         except Anomaly as a:
-            out.append({"response": {"status": f"{a.category.status}", "outcome": outcome_for(a)}})
+            out.append({"response": {"status": str(a.category.status), "outcome": outcome_for(_locate(a, p.index))}})
     return {"resourceType": "Bundle", "type": "batch-response", "entry": out}

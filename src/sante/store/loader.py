@@ -9,6 +9,8 @@ turned into conditional creates on their first identifier, so they are stored on
 from __future__ import annotations
 
 import gzip
+import multiprocessing
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any
 import orjson
 
 from sante.anomaly import Anomaly
-from sante.store.bundles import process_bundle
+from sante.store.bundles import PreparedBundle, prepare_bundle, process_bundle
 from sante.store.repository import Repository
 
 SHARED_TYPES = ("Organization", "Practitioner", "Location", "Medication", "PractitionerRole")
@@ -79,36 +81,84 @@ def _as_transaction(resource: dict[str, Any]) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": resource, "request": request}]}
 
 
-def load_document(repo: Repository, doc: Any) -> int:
-    """Store one parsed document; returns the number of resources written."""
+def prepare_document(doc: Any) -> PreparedBundle:
+    """The prepared transaction for one parsed document (pure: runs in worker processes)."""
     if not isinstance(doc, dict) or "resourceType" not in doc:
         raise ValueError("not a FHIR resource (no resourceType)")
     if doc["resourceType"] == "Bundle" and doc.get("type") in ("transaction", "batch"):
         dedupe_shared_entries(doc)
-        return len(process_bundle(repo, doc)["entry"])
-    process_bundle(repo, _as_transaction(doc))
-    return 1
+        return prepare_bundle(doc)
+    return prepare_bundle(_as_transaction(doc))
+
+
+def load_document(repo: Repository, doc: Any) -> int:
+    """Store one parsed document; returns the number of resources written."""
+    return len(process_bundle(repo, doc, prepare_document(doc))["entry"])
+
+
+Prepared = list[tuple[str, PreparedBundle | str]]  # (where, prepared or the error message)
+
+
+def prepare_file(path: Path) -> tuple[Path, Prepared]:
+    """Read, parse and prepare every document of a file; errors become messages (pure: runs in workers)."""
+    out: Prepared = []
+    try:
+        for where, doc in _documents(path):
+            try:
+                out.append((where, prepare_document(doc)))
+            except Anomaly as a:
+                out.append((where, f"{a.location + ': ' if a.location else ''}{a.message}"))
+            except ValueError as e:
+                out.append((where, str(e)))
+    except (OSError, orjson.JSONDecodeError, gzip.BadGzipFile, EOFError) as e:
+        out.append((str(path), f"cannot read: {e}"))
+    return path, out
+
+
+def _commit(repo: Repository, prepared: PreparedBundle) -> int:
+    return len(process_bundle(repo, None, prepared)["entry"])
 
 
 def load_paths(
-    repo: Repository, paths: list[Path], on_file: Callable[[Path, int], None] | None = None
+    repo: Repository,
+    paths: list[Path],
+    on_file: Callable[[Path, int, bool], None] | None = None,
+    workers: int | None = None,
 ) -> LoadSummary:
-    """Load every FHIR file under paths; a failing document is reported and the rest goes on."""
+    """Load every FHIR file under paths; a failing document is reported and the rest goes on.
+
+    Files are read, validated and indexed in `workers` processes (default: one per core beyond the writer,
+    at least one) while this process commits each file's transactions in order; a file is reported to
+    `on_file` only after its commits.
+    """
+    files = fhir_files(paths)
     summary = LoadSummary()
-    for f in fhir_files(paths):
-        written = 0
-        try:
-            for where, doc in _documents(f):
+    n = workers if workers is not None else max(1, (os.cpu_count() or 2) - 1)
+    if n <= 1 or len(files) < 4:
+        results = map(prepare_file, files)
+        pool = None
+    else:
+        pool = multiprocessing.get_context("spawn").Pool(n)
+        results = pool.imap(prepare_file, files, chunksize=1)
+    try:
+        for path, prepared in results:
+            written = 0
+            failed = False
+            for where, item in prepared:
+                if isinstance(item, str):
+                    summary.failures.append(f"{where}: {item}")
+                    failed = True
+                    continue
                 try:
-                    written += load_document(repo, doc)
+                    written += _commit(repo, item)
                 except Anomaly as a:
                     summary.failures.append(f"{where}: {a.location + ': ' if a.location else ''}{a.message}")
-                except ValueError as e:
-                    summary.failures.append(f"{where}: {e}")
-        except (OSError, orjson.JSONDecodeError, gzip.BadGzipFile, EOFError) as e:
-            summary.failures.append(f"{f}: cannot read: {e}")
-        summary.files += 1
-        summary.resources += written
-        if on_file:
-            on_file(f, written)
+                    failed = True
+            summary.files += 1
+            summary.resources += written
+            if on_file:
+                on_file(path, written, failed)
+    finally:
+        if pool is not None:
+            pool.terminate()
     return summary
