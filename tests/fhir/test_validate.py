@@ -110,7 +110,11 @@ def test_top_level_must_be_a_known_concrete_resource() -> None:
     assert validate({"id": "x"})[0].message == "missing resourceType"
     assert "unknown" in validate({"resourceType": "Patiente"})[0].message
     assert "abstract" in validate({"resourceType": "DomainResource"})[0].message
-    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": "Nope"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": {"resourceType": "Nope"}}],
+    }
     assert locs(bundle) == ["Bundle.entry[0].resource.resourceType"]
     odd_contained = {"resourceType": "Patient", "contained": [{"resourceType": "Patient", "id": ["x"]}]}
     assert locs(odd_contained) == ["Patient.contained[0].ofType(Patient).id", "Patient.contained[0]"]
@@ -224,6 +228,9 @@ def test_references() -> None:
         "Patient?identifier=x",
     ]:
         assert locs(obs(bad)) == ["Observation.subject.reference"], bad
+    # recursive contexts keep their checks: Identifier.assigner is Reference(Organization) inside a Reference
+    nested = {"identifier": {"assigner": {"reference": "Patient/1"}}, "reference": "Patient/2"}
+    assert locs(obs("Patient/1", focus=[nested])) == ["Observation.focus[0].identifier.assigner.reference"]
     contained = [{"resourceType": "Patient", "id": "p"}]
     assert validate(obs("#p", contained=contained)) == []
     unreferenced = obs("Patient/1", contained=contained)
@@ -348,3 +355,11 @@ def test_remembered_valid_values_do_not_hide_errors() -> None:
     contained = {**obs, "contained": [{"resourceType": "Patient", "id": "p"}], "subject": {"reference": "#p"}}
     assert validate(contained) == []
     assert locs({**obs, "subject": {"reference": "#p"}}) == ["Observation.subject.reference"]
+
+
+def test_warnings_are_opt_in() -> None:
+    bare = patient()
+    assert validate(bare) == []
+    warned = validate(bare, warnings=True)
+    assert [(i.severity, i.location) for i in warned] == [("warning", "Patient")]
+    assert "dom-6" in warned[0].message

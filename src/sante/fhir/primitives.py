@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from functools import cache
+from functools import cache, lru_cache
 from xml.parsers import expat
 
 from sante.fhir.model import r4
@@ -198,7 +198,6 @@ def check_xhtml(v: object) -> str | None:
     return None
 
 
-_NON_BLANK = re.compile(r"\s*\S")
 _ANY_DAY = "(0[1-9]|[1-2][0-9]|3[0-1])"
 _DAY_UP_TO_28 = "(0[1-9]|1[0-9]|2[0-8])"
 
@@ -208,14 +207,15 @@ def fast_accept(type_code: str) -> Callable[[str], object] | None:
     """A C-level test that accepts most valid JSON strings of a type at once (truthy = valid; falsy = ask
     `checker`, which gives the verdict and the reason). None for types that are not JSON strings."""
     if type_code in ("string", "markdown", "System.String"):
-        return _NON_BLANK.match
+        return str.strip  # non-empty once stripped: has a non-whitespace character
     if type_code in ("uri", "url", "canonical"):
         return re.compile(r"\S+").fullmatch
     if type_code in ("date", "dateTime", "instant"):
         # The official regex with days limited to 1..28: whatever it accepts is a real calendar date.
         official = _regex(type_code).pattern
         assert _ANY_DAY in official, type_code
-        return re.compile(official.replace(_ANY_DAY, _DAY_UP_TO_28)).fullmatch
+        # Dates and times repeat across resources (an encounter's start, end and results): remember verdicts.
+        return lru_cache(maxsize=1 << 16)(re.compile(official.replace(_ANY_DAY, _DAY_UP_TO_28)).fullmatch)
     if type_code in ("code", "id", "time", "oid", "uuid"):
         return _regex(type_code).fullmatch
     return None

@@ -57,12 +57,12 @@ MAX_STRING = primitives.MAX_STRING_CHARS  # location of issues about the whole d
 
 # -- compiled specs -----------------------------------------------------------------------------------------------
 
-PRIM, COMPLEX, RESOURCE = 0, 1, 2
+PRIM, COMPLEX, RESOURCE, PRIM_ARRAY = 0, 1, 2, 3
 
 # A field: (kind, is_array, max, target, ext_spec, records_local_ref, fast)
-#   kind PRIM: target is the primitive checker; ext_spec validates the `_name` sibling object; fast accepts
+#   kind PRIM (single) / PRIM_ARRAY: target is the primitive checker; ext_spec validates the `_name` sibling object; fast accepts
 #     most valid strings in one C call (primitives.fast_accept; None: always ask the checker)
-#   kind COMPLEX: target is the child's _Spec
+#   kind COMPLEX: target is the child's _Spec; in place of ext_spec, the JSON type expected (list or dict)
 #   kind RESOURCE: a nested resource (contained, Bundle.entry.resource, Parameters.parameter.resource)
 Field = tuple[int, bool, int, Any, Any, bool, Any]
 PostCheck = Callable[[dict, str, "_State"], None]
@@ -72,7 +72,9 @@ class _Spec:
     """The compiled validator of one context."""
 
     __slots__ = (
+        "base",
         "choices",
+        "extra",
         "fields",
         "hits",
         "is_resource",
@@ -81,32 +83,34 @@ class _Spec:
         "name",
         "post",
         "pure",
+        "reads_resource",
         "required",
     )
 
     def __init__(self, name: str) -> None:
         self.name = name
         # pure: the verdict depends on the JSON value alone (no nested resource, no invariant that reads
-        # %resource / %rootResource), so values found valid once can be remembered (`memo`, see _walk_memo).
+        # %resource / %rootResource), so values found valid once can be remembered (`memo`, see _walk).
         self.pure = True
+        self.reads_resource = False  # one of its own invariants reads %resource or %rootResource
         self.memo: set[bytes] | None = None
         self.lookups = self.hits = 0
+        self.base: _Spec | None = None  # for a variant: the spec it extends with `extra` checks
+        self.extra: tuple[PostCheck, ...] = ()
         self.fields: dict[str, Field] = {}
         self.required: tuple[tuple[tuple[str, ...], str], ...] = ()
         self.choices: tuple[tuple[str, frozenset[str]], ...] = ()
         self.post: tuple[PostCheck, ...] = ()
         self.is_resource = False
 
-    def variant(self, name: str, post: tuple[PostCheck, ...]) -> _Spec:
-        """The same spec with extra checks after the walk (a bound Coding, a Reference with targets)."""
-        s = _Spec(name)
-        s.fields, s.required, s.choices, s.is_resource = (
-            self.fields,
-            self.required,
-            self.choices,
-            self.is_resource,
-        )
-        s.post = self.post + post
+    def variant(self, extra: tuple[PostCheck, ...]) -> _Spec:
+        """The same spec with extra checks after the walk (a bound Coding, a Reference with targets).
+
+        Contexts recurse (Identifier.assigner is a Reference, whose identifier is an Identifier), so the base may
+        still be under construction: `_Compiler._finish` copies its final tables once all specs exist."""
+        s = _Spec(self.name)
+        s.fields = self.fields  # the same dict, filled in place
+        s.base, s.extra = self, extra
         return s
 
 
@@ -135,15 +139,24 @@ class _Compiler:
     def __init__(self, model: Model) -> None:
         self.m = model
         self.specs: dict[str, _Spec] = {}
-        self.variants: dict[tuple, _Spec] = {}
+        self.variants: dict[tuple, _Spec] = {}  # (base spec, what is added) -> variant
         self.resources: dict[str, _Spec] = {}
         for rt in sorted(model.resource_types):
             self.resources[rt] = self.spec(rt)
-        self._settle_purity()
+        self._finish()
 
-    def _settle_purity(self) -> None:
-        """A spec is pure when it and every spec below it are; pure specs of elements get a memo."""
+    def _finish(self) -> None:
+        """Complete the variants from their (now built) bases, then settle purity: a spec is pure when none of
+        its own invariants reads %resource and every spec below it is pure; pure element specs get a memo."""
         specs = list(self.specs.values()) + list(self.variants.values())
+        for v in self.variants.values():
+            base = v.base
+            assert base is not None
+            v.required, v.choices, v.is_resource = base.required, base.choices, base.is_resource
+            v.post = base.post + v.extra
+            v.reads_resource = base.reads_resource or v.reads_resource
+        for s in specs:
+            s.pure = not s.reads_resource
         changed = True
         while changed:
             changed = False
@@ -151,7 +164,7 @@ class _Compiler:
                 if s.pure and any(
                     f[0] == RESOURCE
                     or (f[0] == COMPLEX and not f[3].pure)
-                    or (f[0] == PRIM and not f[4].pure)
+                    or (f[0] in (PRIM, PRIM_ARRAY) and not f[4].pure)
                     for f in s.fields.values()
                 ):
                     s.pure = False
@@ -197,7 +210,7 @@ class _Compiler:
         invariants = _invariants(el_def.constraints if el_def else (), context, children)
         if invariants:
             post.append(_make_invariant_check(invariants))
-            s.pure = s.pure and not any(i.reads_resource for i in invariants)
+            s.reads_resource = any(i.reads_resource for i in invariants)
         s.post = tuple(post)
 
     def _field(self, child: Child, in_resource: bool) -> Field:
@@ -214,7 +227,7 @@ class _Compiler:
             else:
                 code = "System.String"
             return (
-                PRIM,
+                PRIM_ARRAY if child.is_array else PRIM,
                 child.is_array,
                 mx,
                 primitives.checker(code),
@@ -232,14 +245,22 @@ class _Compiler:
                     check = _bound_code_checker(check, codes, el.binding_valueset)
                     fast = codes.__contains__
             local = t in ("uri", "canonical", "url")
-            return (PRIM, child.is_array, mx, check, self.spec(t), local, fast)
+            return (
+                PRIM_ARRAY if child.is_array else PRIM,
+                child.is_array,
+                mx,
+                check,
+                self.spec(t),
+                local,
+                fast,
+            )
         sub = self.spec(child.context)
         if child.context != el.path and el.constraints:
             # Invariants declared on a typed element (Organization.address org-2), beside the type's own.
             invariants = _invariants(el.constraints, child.context, self.m.children(child.context))
             if invariants:
                 sub = self._variant(sub, ("inv", el.path), (_make_invariant_check(invariants),))
-                sub.pure = sub.pure and not any(i.reads_resource for i in invariants)
+                sub.reads_resource = any(i.reads_resource for i in invariants)
         if t == "Reference":
             targets = tuple(x for x in el.targets if x != "Resource") if "Resource" not in el.targets else ()
             sub = self._variant(sub, ("ref", targets), (_make_reference_check(frozenset(targets), self.m),))
@@ -248,13 +269,13 @@ class _Compiler:
             if vs is not None:
                 make = _make_coding_check if t == "Coding" else _make_concept_check
                 sub = self._variant(sub, (t, el.binding_valueset), (make(vs, el.binding_valueset),))
-        return (COMPLEX, child.is_array, mx, sub, None, False, None)
+        return (COMPLEX, child.is_array, mx, sub, list if child.is_array else dict, False, None)
 
     def _variant(self, base: _Spec, key: tuple, post: tuple[PostCheck, ...]) -> _Spec:
-        full = (base.name,) + key
+        full = (base, *key)
         s = self.variants.get(full)
         if s is None:
-            s = self.variants[full] = base.variant(base.name, post)
+            s = self.variants[full] = base.variant(post)
         return s
 
 
@@ -285,10 +306,21 @@ def _walk(spec: _Spec, obj: dict, loc: str, st: _State) -> None:
             elif not (key == "resourceType" and spec.is_resource):
                 st.error("structure", f"{loc}.{key}", f"unknown element '{key}' in {spec.name}")
             continue
-        kind, is_array, mx, target, _ext, local, fast = f
+        kind, is_array, mx, target, json_type, local, fast = f
+        if kind == PRIM:  # the most common case first: a valid string accepted by one C call
+            if fast is not None and type(value) is str and len(value) <= MAX_STRING and fast(value):
+                if local and value[0] == "#":
+                    st.local_refs.append((value[1:], f"{loc}.{key}", st.contained_index))
+                continue
+            if type(value) is not list and target(value) is None:  # numbers, booleans, uncommon strings
+                if local and value[0] == "#":
+                    st.local_refs.append((value[1:], f"{loc}.{key}", st.contained_index))
+                continue
+            _primitive_value(target, key, value, local, loc, st)  # reports what is wrong
+            continue
         if kind == COMPLEX:
             memo = target.memo
-            if memo is None or st.warnings or type(value) is not (list if is_array else dict):
+            if memo is None or type(value) is not json_type or st.warnings:
                 _complex_field(target, key, value, is_array, mx, loc, st)
                 continue
             # Values found valid before are skipped whole (see _Spec.pure): one serialisation instead of a walk.
@@ -315,7 +347,7 @@ def _walk(spec: _Spec, obj: dict, loc: str, st: _State) -> None:
                 st.error(
                     "structure", f"{loc}.{key}", f"'{key}' allows at most {mx} items, found {len(value)}"
                 )
-            if kind == PRIM:
+            if kind == PRIM_ARRAY:
                 for i, v in enumerate(value):
                     if fast is not None and type(v) is str and len(v) <= MAX_STRING and fast(v):
                         if local and v[0] == "#":
@@ -338,22 +370,10 @@ def _walk(spec: _Spec, obj: dict, loc: str, st: _State) -> None:
             else:
                 for i, v in enumerate(value):
                     _walk_nested_resource(v, f"{loc}.{key}[{i}]", key, i, st)
+        elif type(value) is list:
+            st.error("structure", f"{loc}.{key}", f"'{key}' must be a single value, not an array")
         else:
-            if type(value) is list:
-                st.error("structure", f"{loc}.{key}", f"'{key}' must be a single value, not an array")
-                continue
-            if kind == PRIM:
-                if fast is not None and type(value) is str and len(value) <= MAX_STRING and fast(value):
-                    if local and value[0] == "#":
-                        st.local_refs.append((value[1:], f"{loc}.{key}", st.contained_index))
-                    continue
-                msg = target(value)
-                if msg is not None:
-                    st.error(_value_code(msg) if value is not None else "structure", f"{loc}.{key}", str(msg))
-                elif local and value[0] == "#":
-                    st.local_refs.append((value[1:], f"{loc}.{key}", st.contained_index))
-            else:
-                _walk_nested_resource(value, f"{loc}.{key}", key, -1, st)
+            _walk_nested_resource(value, f"{loc}.{key}", key, -1, st)
     for keys, label in spec.required:
         for k in keys:
             if k in obj:
@@ -371,8 +391,18 @@ def _walk(spec: _Spec, obj: dict, loc: str, st: _State) -> None:
 
 
 MEMO_SIZE = 20_000  # valid values remembered per spec (cleared when full)
-MEMO_TRIAL = 2000  # look-ups after which a spec whose values rarely repeat stops remembering
-MEMO_MIN_HITS = 500
+MEMO_TRIAL = 500  # misses per window after which a spec whose values rarely repeat stops remembering
+MEMO_MIN_HITS = 250  # hits needed in that window to keep remembering
+
+
+def _primitive_value(check: Any, key: str, value: Any, local: bool, loc: str, st: _State) -> None:
+    """The issue of a single-valued primitive property that its checker rejected."""
+    if type(value) is list:
+        st.error("structure", f"{loc}.{key}", f"'{key}' must be a single value, not an array")
+        return
+    msg = check(value)
+    if msg is not None:
+        st.error(_value_code(msg) if value is not None else "structure", f"{loc}.{key}", str(msg))
 
 
 def _complex_field(
@@ -409,8 +439,10 @@ def _remember(spec: _Spec, memo: set[bytes], key: bytes, valid: bool) -> None:
             memo.clear()
         memo.add(key)
     spec.lookups += 1
-    if spec.lookups == MEMO_TRIAL and spec.hits < MEMO_MIN_HITS:
-        spec.memo = None  # mostly distinct values (periods, free text): remembering costs more than it saves
+    if spec.lookups == MEMO_TRIAL:  # judged per window of misses: hits / misses must stay worth the cost
+        if spec.hits < MEMO_MIN_HITS:  # mostly distinct values (amounts, free text): not worth remembering
+            spec.memo = None
+        spec.lookups = spec.hits = 0
 
 
 _dumps = orjson.dumps
@@ -427,7 +459,7 @@ def _walk_primitive_extension(spec: _Spec, obj: dict, key: str, value: Any, loc:
     """`_name`: the id/extensions of primitive `name`, an object or (for arrays) an aligned array."""
     name = key[1:]
     f = spec.fields.get(name)
-    if f is None or f[0] != PRIM:
+    if f is None or f[0] not in (PRIM, PRIM_ARRAY):
         what = "unknown element" if f is None else f"'{name}' is not a primitive, so element"
         st.error("structure", f"{loc}.{key}", f"{what} '{key}' in {spec.name}")
         return
@@ -626,7 +658,11 @@ def _make_reference_check(targets: frozenset[str], model: Model) -> PostCheck:
         if rt not in types:
             st.error("invalid", loc, f"'{ref}' refers to '{rt}', which is not an R4 resource type")
         elif targets and rt not in targets:
-            st.error("invalid", loc, f"'{ref}' refers to a {rt}, but only {allowed} is allowed here")
+            st.error(
+                "invalid",
+                loc,
+                f"'{ref}' refers to a resource of type {rt}, but only {allowed} is allowed here",
+            )
 
     def reference(obj: dict, loc: str, st: _State) -> None:
         ref = obj.get("reference")

@@ -10,7 +10,9 @@ walker that still uses the model for resources.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from decimal import Decimal, DecimalException
 from typing import Any
 
 from sante.fhir.model import Child, r4
@@ -19,6 +21,8 @@ from sante.fhirpath import navigation as N
 from sante.fhirpath.errors import FHIRPathError
 from sante.fhirpath.nodes import PrimNode, runtime_type
 from sante.fhirpath.parser import Node
+from sante.fhirpath.quantity import Quantity
+from sante.fhirpath.temporal import Date, DateTime, Time
 from sante.fhirpath.types import SYSTEM_TYPES, parse_type_spec, type_matches
 
 # A static type: None (unknown) or a frozenset of (type name, context) pairs. System types have no context.
@@ -191,6 +195,9 @@ class Scope:
 class Compiler:
     """Generates the Python source of one specialisation (input resource type `root_type`)."""
 
+    # Constant folding of literal-only sub-expressions (see `fold`); a switch for tests and measurements.
+    fold_constants = True
+
     def __init__(self, expression: str, root_type: str | None, strict: bool) -> None:
         self.expression = expression
         self.root_type = root_type
@@ -213,8 +220,15 @@ class Compiler:
             one=_one,
             one_conv=_one_conv,
         )
+        self.ns["translate_error"] = translate_error
         self.counter = 0
         self._consts: dict[int, str] = {}
+        # compile_many: pure navigation from the root, evaluated once per call into named locals.
+        self.hoist: dict[str, str] | None = None
+        self.hoisted: list[str] = []
+        self._literal_memo: dict[int, bool] = {}
+        # After build(): the code reads neither the input nor the variables, so it is the same for every root.
+        self.input_free = False
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def error(self, message: str, node: Node, kind: str = "semantic") -> FHIRPathError:
@@ -229,14 +243,68 @@ class Compiler:
         self.counter += 1
         return self.counter
 
-    def build(self, tree: Node) -> Callable[..., list[Any]]:
-        top = Scope("T0", self._root_type_set(), top=True)
-        code, st = self.gen(tree, top)
-        if st is None or any(t is None or not t[0][0].isupper() or t[0].startswith("System.") for t in st):
+    def body(self, tree: Node) -> str:
+        """The Python expression for a whole FHIRPath expression, PrimNodes unwrapped where there can be any."""
+        code, st = self.gen(tree, Scope("T0", self._root_type_set(), top=True))
+        if not _prim_free(tree) and (
+            st is None or any(t is None or not t[0][0].isupper() or t[0].startswith("System.") for t in st)
+        ):
             code = f"unwrap_result({code})"
-        src = f"def _fp(R, V):\n    T0 = [R]\n    return {code}\n"
-        exec(compile(src, "<fhirpath>", "exec"), self.ns)  # noqa: S102 - source generated from the AST above
-        fn: Callable[..., list[Any]] = self.ns["_fp"]
+        return code
+
+    def build(self, tree: Node) -> Callable[..., list[Any]]:
+        """One function `fn(resource, variables=None) -> list`; evaluation errors raise FHIRPathError."""
+        code = self.body(tree)
+        expr = self.const(self.expression)
+        self.input_free = _INPUT_NAMES.search(code) is None
+        lines = [*_prologue(code), f"return {code}"]
+        src = (
+            "def _fp(resource, variables=None):\n    try:\n"
+            + "".join(f"        {line}\n" for line in lines)
+            + f"    except Exception as e:\n        raise translate_error(e, {expr})\n"
+        )
+        return self._exec(src, "_fp")
+
+    def build_many(
+        self, expressions: list[str], trees: list[Node], slow: Callable[..., list[Any]]
+    ) -> Callable[..., list[Any]]:
+        """One function evaluating every expression: `fn(resource, variables=None) -> [result or exception]`.
+
+        Pure navigation from the root that several expressions share (`Observation.subject`) is computed once,
+        up front; should that raise, `slow` (expression by expression) answers instead. Each expression runs in
+        its own try block, so one failing leaves the others' results intact.
+        """
+        self.hoist = {}
+        slots: list[str] = []
+        for i, (expression, tree) in enumerate(zip(expressions, trees, strict=True)):
+            self.expression = expression
+            expr = self.const(expression)
+            try:
+                code = self.body(tree)
+            except FHIRPathError as e:  # e.g. a choice element named by its JSON key: fails for every input
+                slots.append(f"    r{i} = {self.const(e)}\n")
+                continue
+            slots.append(
+                f"    try:\n        r{i} = {code}\n"
+                f"    except Exception as e:\n        r{i} = translate_error(e, {expr})\n"
+            )
+        self.ns["SLOW"] = slow
+        everything = "".join(slots) + "".join(self.hoisted)
+        head = "".join(f"    {line}\n" for line in _prologue(everything))
+        hoisted = ""
+        if self.hoisted:
+            hoisted = (
+                "    try:\n"
+                + "".join(f"        {h}\n" for h in self.hoisted)
+                + "    except Exception:\n        return SLOW(resource, variables)\n"
+            )
+        results = ", ".join(f"r{i}" for i in range(len(slots)))
+        src = f"def _fpm(resource, variables=None):\n{head}{hoisted}{''.join(slots)}    return [{results}]\n"
+        return self._exec(src, "_fpm")
+
+    def _exec(self, src: str, name: str) -> Callable[..., list[Any]]:
+        exec(compile(src, "<fhirpath>", "exec"), self.ns)  # noqa: S102 - source generated from the AST
+        fn: Callable[..., list[Any]] = self.ns[name]
         fn.__doc__ = src
         return fn
 
@@ -247,6 +315,43 @@ class Compiler:
 
     # -- generation ---------------------------------------------------------------------------------------------
     def gen(self, node: Node, scope: Scope) -> tuple[str, SType]:
+        code, st = self._gen(node, scope)
+        kind = node.kind
+        if kind in _FOLDABLE_KINDS and self.fold_constants and self._literal(node):
+            code = self.fold(code)
+        elif self.hoist is not None and scope.top and scope.this == "T0" and _root_path(node):
+            code = self.hoist_nav(code)
+        return code, st
+
+    def fold(self, code: str) -> str:
+        """Constant folding: a literal-only, deterministic sub-expression evaluated now. Anything that raises
+        (or yields a mutable item) stays as code, so errors still happen at evaluation time."""
+        try:
+            value = eval(code, self.ns)
+        except Exception:  # noqa: BLE001
+            return code
+        if type(value) is not list or any(type(x) not in _IMMUTABLE for x in value):
+            return code
+        return "[" + ", ".join(self.const(x) for x in value) + "]"
+
+    def hoist_nav(self, code: str) -> str:
+        if code in ("T0", "[]") or code in self.hoist.values():  # type: ignore[union-attr]
+            return code
+        name = self.hoist.get(code)  # type: ignore[union-attr]
+        if name is None:
+            name = self.hoist[code] = f"h{len(self.hoist)}"  # type: ignore[index]
+            self.hoisted.append(f"{name} = {code}")
+        return name
+
+    def _literal(self, node: Node) -> bool:
+        """The node's value depends on literals only, through deterministic operators and functions."""
+        key = id(node)
+        r = self._literal_memo.get(key)
+        if r is None:
+            r = self._literal_memo[key] = _is_literal(node)
+        return r
+
+    def _gen(self, node: Node, scope: Scope) -> tuple[str, SType]:
         kind = node.kind
         if kind == "lit":
             value, systype = node.args
@@ -425,7 +530,7 @@ class Compiler:
                 fast_root = f"one_conv(R.get({key!r}), {cv})" if cv else f"one(R.get({key!r}))"
                 fast_x = f"one_conv(x{n}.get({key!r}), {cv})" if cv else f"(x{n}.get({key!r}),)"
             if focus == "T0":
-                return f"({nav}(T0) if type(R) is not dict or {ekey!r} in R else {fast_root})", st
+                return f"({nav}([R]) if type(R) is not dict or {ekey!r} in R else {fast_root})", st
             return (
                 f"[y{n} for x{n} in {focus} if type(x{n}) is dict for y{n} in "
                 f"({nav}([x{n}]) if {ekey!r} in x{n} else {fast_x}) if y{n} is not None]"
@@ -637,6 +742,142 @@ class Compiler:
         if op == "is":
             return f"type_filter({code}, {spec_c}, 'is')", BOOL
         return f"type_filter({code}, {spec_c}, {op!r})", target_st
+
+
+_INPUT_NAMES = re.compile(r"\b(R|T0|V)\b")
+_FOLDABLE_KINDS = frozenset({"binary", "unary", "call", "index", "type_op", "member"})
+_IMMUTABLE = frozenset({bool, int, str, Decimal, Date, DateTime, Time, Quantity})
+# Deterministic functions that may be evaluated at compile time on literal input (never now(), today(),
+# timeOfDay(), trace(), resolve(), memberOf(), conformsTo(), nor any function taking an expression argument).
+_FOLDABLE_FUNCS = (
+    (set(_SIMPLE) - {"memberOf", "conformsTo", "htmlChecks", "children", "descendants", "extension"})
+    | set(_STRING_TYPES)
+    | {"to" + t for t in _CONVERSIONS}
+    | {"convertsTo" + t for t in _CONVERSIONS}
+    | {"lowBoundary", "highBoundary", "type"}
+    | _TYPE_FUNCS
+)
+# Results of these never hold a PrimNode: fresh values computed from unwrapped operands.
+_FRESH_BINARY = frozenset(_BINARY_HELPERS) - {"|"}
+_FRESH_CALLS = (
+    {n for n, v in _SIMPLE.items() if v[3] != "keep" and v[3] != "union" and v[3] is not None}
+    | set(_STRING_TYPES)
+    | {"to" + t for t in _CONVERSIONS}
+    | {"convertsTo" + t for t in _CONVERSIONS}
+    | {"lowBoundary", "highBoundary", "type", "now", "today", "timeOfDay", "exists", "all", "is"}
+) - {"extension", "children", "descendants", "getValue", "abs", "sum", "avg", "power"}
+_PASS_CALLS = {n for n, v in _SIMPLE.items() if v[3] == "keep"} | {"where", "trace", "sort", "as", "ofType"}
+
+
+def _is_literal(node: Node) -> bool:
+    kind = node.kind
+    if kind in ("lit", "quantity", "empty"):
+        return True
+    if kind == "binary":
+        return _is_literal(node.args[1]) and _is_literal(node.args[2])
+    if kind == "unary":
+        return _is_literal(node.args[1])
+    if kind == "index":
+        return _is_literal(node.args[0]) and _is_literal(node.args[1])
+    if kind == "member":
+        return _is_literal(node.args[0])
+    if kind == "type_op":
+        return _is_literal(node.args[1])
+    if kind == "call":
+        base, name, args = node.args
+        if base is None or name not in _FOLDABLE_FUNCS or not _is_literal(base):
+            return False
+        if name in _TYPE_FUNCS:
+            return True
+        if name == "exists" and args:
+            return False
+        return all(_is_literal(a) for a in args)
+    return False
+
+
+def _prim_free(node: Node) -> bool:
+    """The node's result certainly holds no PrimNode (so the result needs no unwrapping)."""
+    kind = node.kind
+    if kind in ("lit", "quantity", "empty", "index_var"):
+        return True
+    if kind == "binary":
+        op, left, right = node.args
+        return op in _FRESH_BINARY or (_prim_free(left) and _prim_free(right))
+    if kind == "unary":
+        return node.args[0] == "-" or _prim_free(node.args[1])
+    if kind == "index":
+        return _prim_free(node.args[0])
+    if kind == "type_op":
+        return node.args[0] == "is" or _prim_free(node.args[1])
+    if kind == "call":
+        base, name, args = node.args
+        if name in ("union", "combine") and args:
+            return base is not None and _prim_free(base) and _prim_free(args[0])
+        if name == "select" and args:
+            return _prim_free(args[0])
+        if name == "iif" and len(args) >= 2:
+            return all(_prim_free(a) for a in args[1:])
+        if name in _FRESH_CALLS:
+            return True
+        if name in _PASS_CALLS:
+            return base is not None and _prim_free(base)
+    return False
+
+
+def _root_path(node: Node) -> bool:
+    """A path of plain navigation steps from the input (`Observation.subject`, `(value as Quantity)`)."""
+    while True:
+        kind = node.kind
+        if kind == "ident":
+            return True
+        if kind == "member":
+            node = node.args[0]
+        elif kind == "type_op" and node.args[0] in ("as", "ofType"):
+            node = node.args[1]
+        elif kind == "call" and node.args[1] in ("as", "ofType") and node.args[0] is not None:
+            node = node.args[0]
+        else:
+            return False
+
+
+def _prologue(code: str) -> list[str]:
+    """Local names the generated code reads: R (the input), V (the variables), T0 (the input as a list)."""
+    names = set(_INPUT_NAMES.findall(code))
+    lines = []
+    if "R" in names or "T0" in names:
+        lines.append("R = resource")
+    if "V" in names:
+        lines.append("V = variables")
+    if "T0" in names:
+        lines.append("T0 = [R]")
+    return lines
+
+
+def translate_error(e: BaseException, expression: str) -> BaseException:
+    """The exception a compiled expression raises for `e`: FHIRPathError naming the expression."""
+    if isinstance(e, FHIRPathError):
+        if e.expression is None:  # raised by a runtime helper: say which expression failed
+            new = FHIRPathError(f"{e} (evaluating {expression!r})", kind=e.kind)
+            new.__cause__ = e
+            return new
+        return e
+    if isinstance(e, _TRANSLATED):
+        new = FHIRPathError(f"cannot evaluate {expression!r}: {type(e).__name__}: {e}")
+        new.__cause__ = e
+        return new
+    return e
+
+
+_TRANSLATED = (
+    AttributeError,
+    TypeError,
+    KeyError,
+    IndexError,
+    ValueError,
+    ArithmeticError,
+    DecimalException,
+    RecursionError,
+)
 
 
 def _type_spec_of(node: Node) -> str | None:

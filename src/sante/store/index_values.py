@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
@@ -17,6 +18,7 @@ _EXTRA_FOLD = str.maketrans({"đ": "d", "Đ": "d", "ø": "o", "Ø": "o", "ł": "
 _SPACE = re.compile(r"\s+")
 
 
+@lru_cache(maxsize=65536)
 def fold(text: str) -> str:
     """Lower-case, accent-free, single-spaced form of text, for :contains/starts-with string search."""
     decomposed = unicodedata.normalize("NFD", text.lower().translate(_EXTRA_FOLD))
@@ -177,44 +179,46 @@ _DATE = re.compile(
 
 
 def _instant(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    return dt.astimezone(UTC).isoformat(timespec="microseconds")  # 2024-05-01T03:00:00.000000+00:00
 
 
+_DAY = timedelta(days=1)
+
+
+@lru_cache(maxsize=65536)
 def date_range(text: str) -> RangeEntry | None:
     """The [low, high) range a FHIR date/dateTime/instant covers at its precision (UTC; no zone = UTC)."""
-    m = _DATE.match(text.strip())
+    text = text.strip()
+    m = _DATE.match(text)
     if not m:
         return None
     year, month, day, hour, minute, second, frac, zone = m.groups()
     try:
         if month is None:
-            low = datetime(int(year), 1, 1, tzinfo=UTC)
-            high = datetime(int(year) + 1, 1, 1, tzinfo=UTC)
-        elif day is None:
-            low = datetime(int(year), int(month), 1, tzinfo=UTC)
-            high = datetime(int(year) + (int(month) == 12), int(month) % 12 + 1, 1, tzinfo=UTC)
-        elif hour is None:
-            low = datetime(int(year), int(month), int(day), tzinfo=UTC)
-            high = low + timedelta(days=1)
-        else:
-            tz = UTC
-            if zone and zone != "Z":
-                sign = 1 if zone[0] == "+" else -1
-                from datetime import timezone
-
-                tz = timezone(sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])))
-            micro = int((frac or ".0")[1:7].ljust(6, "0"))
-            low = datetime(int(year), int(month), int(day), int(hour), int(minute or 0), int(second or 0), micro, tz)
-            if second is None:
-                step = timedelta(minutes=1) if minute is not None else timedelta(hours=1)
-            elif frac:
-                step = timedelta(microseconds=max(1, 10 ** (6 - min(6, len(frac) - 1))))
-            else:
-                step = timedelta(seconds=1)
-            high = low + step
+            y = int(year)
+            return RangeEntry(f"{y:04d}-01-01T00:00:00.000000+00:00", f"{y + 1:04d}-01-01T00:00:00.000000+00:00")
+        if day is None:
+            y, mo = int(year), int(month)
+            if not 1 <= mo <= 12:
+                return None
+            ny, nm = (y + 1, 1) if mo == 12 else (y, mo + 1)
+            return RangeEntry(f"{y:04d}-{mo:02d}-01T00:00:00.000000+00:00", f"{ny:04d}-{nm:02d}-01T00:00:00.000000+00:00")
+        if hour is None:
+            d = date(int(year), int(month), int(day))
+            return RangeEntry(f"{text}T00:00:00.000000+00:00", f"{(d + _DAY).isoformat()}T00:00:00.000000+00:00")
+        if minute is None:
+            return None  # FHIR has no hour-only dateTime
+        base = text if zone else text + "+00:00"
+        low = datetime.fromisoformat(base.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return RangeEntry(_instant(low), _instant(high))
+    if second is None:
+        step = timedelta(minutes=1)
+    elif frac:
+        step = timedelta(microseconds=max(1, 10 ** (6 - min(6, len(frac) - 1))))
+    else:
+        step = timedelta(seconds=1)
+    return RangeEntry(_instant(low), _instant(low + step))
 
 
 def date_entries(value: Any) -> list[RangeEntry]:

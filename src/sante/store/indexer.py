@@ -105,14 +105,21 @@ def params_for(rtype: str) -> tuple[IndexedParam, ...]:
     return tuple(out)
 
 
+@cache
+def evaluator_for(rtype: str) -> Callable[..., list[Any]]:
+    """All of `params_for(rtype)` compiled together: one call per resource, one result (or error) per param."""
+    return fhirpath.compile_many([p.expression for p in params_for(rtype)])
+
+
 def index_rows(resource: dict[str, Any]) -> dict[str, list[tuple[Any, ...]]]:
     """kind -> [(param code, *entry fields)] for every indexable search parameter of the resource."""
     rows: dict[str, list[tuple[Any, ...]]] = {kind: [] for kind in EXTRACTORS}
-    for p in params_for(resource["resourceType"]):
-        try:
-            values = p.evaluate(resource)
-        except fhirpath.FHIRPathError:
-            continue  # a value the expression cannot handle is not searchable; the resource is still stored
+    rtype = resource["resourceType"]
+    for p, values in zip(params_for(rtype), evaluator_for(rtype)(resource), strict=True):
+        if isinstance(values, BaseException):
+            if isinstance(values, fhirpath.FHIRPathError):
+                continue  # a value the expression cannot handle is not searchable; the resource is still stored
+            raise values
         extract = EXTRACTORS[p.type]
         target = rows[p.type]
         seen = set()
