@@ -99,14 +99,14 @@ def cmd_fhirpath(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from sante.api import create_app
     from sante.settings import Settings
     from sante.store import open_repository
 
     settings = Settings.from_env()
-    repo = open_repository(settings.database_url)
+    open_repository(settings.database_url).close()  # create / migrate once, before the workers start
     print(f"Sante FHIR API on http://{args.host}:{args.port}/fhir (database: {settings.database_url})")
-    uvicorn.run(create_app(repo), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run("sante.api.factory:app", factory=True, host=args.host, port=args.port, workers=args.workers,
+                log_level="warning")
     return 0
 
 
@@ -164,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve the FHIR API (database from SANTE_DATABASE_URL / SANTE_DATA_DIR)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     s.set_defaults(func=cmd_serve)
     return p
 

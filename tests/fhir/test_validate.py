@@ -82,16 +82,16 @@ def test_known_invalid_examples_are_really_invalid_per_the_definitions() -> None
     assert obs["performer"][0]["reference"].startswith("Encounter/")
 
 
-def test_synthea_sample_validates_clean() -> None:
+def test_synthea_corpus_validates_clean() -> None:
     needs(SYNTHEA)
     files = sorted(SYNTHEA.glob("*.json.gz"))
     assert files
     seen = 0
-    for f in files[::6]:  # every 6th patient: ~20 bundles, ~6,000 resources
+    for f in files:  # all 120 patients, ~34,000 resources, as whole transaction Bundles
         bundle = orjson.loads(gzip.decompress(f.read_bytes()))
         assert validate(bundle) == [], f.name
         seen += len(bundle["entry"])
-    assert seen > 3000
+    assert seen > 30_000
 
 
 # -- specific rules -----------------------------------------------------------------------------------------------
@@ -199,6 +199,8 @@ def test_required_bindings() -> None:
         "clinicalStatus": {"coding": [{"system": "http://x", "code": "a"}, {"system": ar, "code": "active"}]},
     }
     assert validate(other) == []
+    odd = {**allergy, "clinicalStatus": {"coding": [{"system": [ar], "code": {"x": 1}}]}}
+    assert "AllergyIntolerance.clinicalStatus.coding" in locs(odd)  # issues, not a TypeError
 
 
 def test_references() -> None:
@@ -363,3 +365,23 @@ def test_warnings_are_opt_in() -> None:
     warned = validate(bare, warnings=True)
     assert [(i.severity, i.location) for i in warned] == [("warning", "Patient")]
     assert "dom-6" in warned[0].message
+
+
+def test_narrative_xhtml() -> None:
+    ns = 'xmlns="http://www.w3.org/1999/xhtml"'
+
+    def text(div: str) -> dict:
+        return patient(text={"status": "generated", "div": div})
+
+    assert validate(text(f"<div {ns}><p>Ana &amp; Bo</p></div>")) == []
+    assert validate(text(f'<div {ns}><img src="x.png"/></div>')) == []
+    for bad in [
+        "<div><p>no namespace</p></div>",
+        f"<div {ns}><p>unclosed</div>",
+        f"<div {ns}><script>alert(1)</script></div>",
+        f'<div {ns}><p onclick="x()">x</p></div>',
+        f"<div {ns}>   </div>",
+        f"<p {ns}>not a div</p>",
+        "",
+    ]:
+        assert locs(text(bad)) == ["Patient.text.div"], bad

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
 from typing import Any
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -118,3 +121,55 @@ def test_resource_shaped_json_never_raises(doc: dict[str, Any]) -> None:
 @given(st.one_of(st.binary(max_size=40), st.text(max_size=40)))
 def test_arbitrary_bytes_never_raise(raw: bytes | str) -> None:
     check(validate_json(raw))
+
+
+def _seed_resources() -> list[dict[str, Any]]:
+    """A few real resources to corrupt (official examples when ../shared is present)."""
+    root = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fhir-examples-r4"
+    names = [
+        "core/Patient-example.json",
+        "core/Observation-example-genetics-1.json",
+        "core/AllergyIntolerance-example.json",
+        "supporting/Questionnaire-f201.json",
+        "supporting/ExplanationOfBenefit-EB3500.json",
+        "core/Bundle-bundle-transaction.json",
+    ]
+    found = [orjson.loads((root / n).read_bytes()) for n in names if (root / n).exists()]
+    return found or [
+        {
+            "resourceType": "Patient",
+            "id": "p",
+            "name": [{"given": ["A"], "family": "B"}],
+            "contained": [{"resourceType": "Organization", "id": "o"}],
+            "managingOrganization": {"reference": "#o"},
+        }
+    ]
+
+
+SEEDS = _seed_resources()
+
+
+def _slots(node: Any) -> list[tuple[Any, Any]]:
+    """Every (container, key or index) in a JSON tree."""
+    out: list[tuple[Any, Any]] = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out.append((node, k))
+            out.extend(_slots(v))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out.append((node, i))
+            out.extend(_slots(v))
+    return out
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(min_value=0), st.integers(min_value=0), json_values, KEYS)
+def test_corrupted_real_resources_never_raise(which: int, where: int, value: Any, key: str) -> None:
+    doc = copy.deepcopy(SEEDS[which % len(SEEDS)])
+    slots = _slots(doc)
+    container, slot = slots[where % len(slots)]
+    container[slot] = value
+    if isinstance(value, dict):
+        value.setdefault(key, value.get(key))
+    check(validate(doc))

@@ -48,6 +48,23 @@ def _check_format(request: Request) -> None:
                       location="_format")
 
 
+class FormatCheck:
+    """Pure ASGI middleware: refuse a _format this server does not speak, before any work is done."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and b"_format=" in scope.get("query_string", b""):
+            request = Request(scope)
+            try:
+                _check_format(request)
+            except Anomaly as e:
+                await fhir_response(request, outcome_for(e), e.category.status)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _check_type(rtype: str) -> None:
     if rtype not in r4().resource_types:
         raise Anomaly(Category.NOT_FOUND, f"{rtype!r} is not a FHIR R4 resource type", location="type")
@@ -214,6 +231,7 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
     """The FHIR API over a repository; exports are written under data_dir (default: the configured one)."""
     app = FastAPI(title="Sante FHIR R4 API", version=__version__, docs_url="/fhir/docs", openapi_url="/fhir/openapi.json")
     app.state.repository = repository
+    app.add_middleware(FormatCheck)
     repo = repository
 
     @app.exception_handler(Anomaly)
@@ -235,14 +253,6 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
     async def _fault(request: Request, exc: Exception) -> Response:
         # A bug must still answer as FHIR, without leaking internals.
         return fhir_response(request, operation_outcome([Problem("internal error", code="exception")]), 500)
-
-    @app.middleware("http")
-    async def _format(request: Request, call_next: Any) -> Response:
-        try:
-            _check_format(request)
-        except Anomaly as e:
-            return fhir_response(request, outcome_for(e), e.category.status)
-        return await call_next(request)
 
     register_operations(app, repo, data_dir or Settings.from_env().data_dir)
 

@@ -60,8 +60,8 @@ MAX_STRING = primitives.MAX_STRING_CHARS  # location of issues about the whole d
 PRIM, COMPLEX, RESOURCE, PRIM_ARRAY = 0, 1, 2, 3
 
 # A field: (kind, is_array, max, target, ext_spec, records_local_ref, fast)
-#   kind PRIM (single) / PRIM_ARRAY: target is the primitive checker; ext_spec validates the `_name` sibling object; fast accepts
-#     most valid strings in one C call (primitives.fast_accept; None: always ask the checker)
+#   kind PRIM (single) / PRIM_ARRAY: target is the primitive checker; ext_spec validates the `_name` sibling
+#     object; fast accepts most valid strings in one C call (primitives.fast_accept; None: ask the checker)
 #   kind COMPLEX: target is the child's _Spec; in place of ext_spec, the JSON type expected (list or dict)
 #   kind RESOURCE: a nested resource (contained, Bundle.entry.resource, Parameters.parameter.resource)
 Field = tuple[int, bool, int, Any, Any, bool, Any]
@@ -762,8 +762,10 @@ def _make_concept_check(vs: dict[str, frozenset[str]], url: str) -> PostCheck:
         if type(codings) is not list:
             return
         for c in codings:
-            if type(c) is dict and c.get("code") in vs.get(c.get("system"), ()):  # type: ignore[arg-type]
-                return
+            if type(c) is dict:
+                system, code = c.get("system"), c.get("code")
+                if type(system) is str and type(code) is str and code in vs.get(system, ()):
+                    return
         st.error(
             "code-invalid", f"{loc}.coding", f"none of the codings is from the required value set {name}"
         )

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from functools import lru_cache
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 # Letters that Unicode decomposition does not strip to ASCII but that people type without their mark.
@@ -209,7 +209,7 @@ def date_range(text: str) -> RangeEntry | None:
         if minute is None:
             return None  # FHIR has no hour-only dateTime
         base = text if zone else text + "+00:00"
-        low = datetime.fromisoformat(base.replace("Z", "+00:00"))
+        low = datetime.fromisoformat(base)  # accepts the Z suffix since Python 3.11
     except ValueError:
         return None
     if second is None:

@@ -371,8 +371,9 @@ def _engine(url: str) -> Engine:
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
-    engine = create_engine(url)
+        return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    # A connection per concurrent request thread (the API's thread pool has 40): readers never queue for one.
+    engine = create_engine(url, pool_size=40, max_overflow=0, pool_timeout=60)
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:

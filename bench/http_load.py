@@ -1,0 +1,149 @@
+"""HTTP load on loopback: 50 concurrent clients run a read / search / write mix against `sante serve`.
+
+    python bench/http_load.py [--clients 50] [--seconds 20] [--workers 2]
+
+The server runs in its own processes (uvicorn) on 127.0.0.1 with an SQLite database seeded with a few Synthea
+patients; the load generator is asyncio + httpx in this process. Request loops are bounded in time and count.
+Ends with one line: `http: R req/s, p50/p95/p99 ms, E errors (goal >= 1,500 req/s, 0 errors): ok|short`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+SYNTHEA = ROOT.parent / "shared" / "data" / "synthea-r4"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def seed(data_dir: Path, bundles: int) -> None:
+    from sante.store import open_repository
+    from sante.store.loader import load_paths
+
+    repo = open_repository(f"sqlite:///{data_dir / 'sante.db'}")
+    files = sorted(SYNTHEA.glob("*.json.gz"))[:bundles]
+    summary = load_paths(repo, files, workers=1)
+    repo.close()
+    print(f"seeded {summary.resources:,} resources from {len(files)} bundles")
+
+
+def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "SANTE_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT / "src")}
+    code = (
+        "import uvicorn\n"
+        f"uvicorn.run('sante.api.factory:app', host='127.0.0.1', port={port}, workers={workers}, "
+        "log_level='warning', factory=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+async def run_load(port: int, clients: int, seconds: float, max_requests: int) -> tuple[list[float], int, int]:
+    import httpx
+
+    base = f"http://127.0.0.1:{port}/fhir"
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=httpx.Limits(max_connections=clients)) as http:
+        r = await http.get("/Patient?_count=200&_elements=id")
+        patients = [e["resource"]["id"] for e in r.json().get("entry", [])]
+        r = await http.get("/Observation?_count=200&_elements=id")
+        observations = [e["resource"]["id"] for e in r.json().get("entry", [])]
+        if not patients or not observations:
+            raise RuntimeError("no seeded data visible through the API")
+        latencies: list[float] = []
+        errors = 0
+        sent = 0
+        stop_at = time.monotonic() + seconds
+        rnd = random.Random(7)
+
+        async def one_client() -> None:
+            nonlocal errors, sent
+            while time.monotonic() < stop_at and sent < max_requests:
+                sent += 1
+                roll = rnd.random()
+                t0 = time.perf_counter()
+                if roll < 0.5:
+                    resp = await http.get(f"/Observation/{rnd.choice(observations)}")
+                elif roll < 0.8:
+                    resp = await http.get(f"/Observation?subject=Patient/{rnd.choice(patients)}&_count=10")
+                elif roll < 0.9:
+                    resp = await http.get(f"/Patient?name={rnd.choice(['a', 'b', 'm', 'jo'])}&_count=10")
+                else:
+                    resp = await http.post("/Observation", json={
+                        "resourceType": "Observation", "status": "final",
+                        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                        "subject": {"reference": f"Patient/{rnd.choice(patients)}"},
+                        "effectiveDateTime": "2024-05-01T08:00:00Z",
+                        "valueQuantity": {"value": rnd.randint(50, 120), "unit": "/min",
+                                          "system": "http://unitsofmeasure.org", "code": "/min"}})
+                latencies.append((time.perf_counter() - t0) * 1000)
+                if resp.status_code >= 400:
+                    errors += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+        elapsed = time.perf_counter() - start
+    return latencies, errors, int(len(latencies) / elapsed)
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(p * len(s)))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--bundles", type=int, default=10)
+    ap.add_argument("--max-requests", type=int, default=200_000)
+    args = ap.parse_args()
+    data_dir = Path(tempfile.mkdtemp(prefix="sante-http-"))
+    proc = None
+    try:
+        seed(data_dir, args.bundles)
+        port = free_port()
+        proc = start_server(data_dir, port, args.workers)
+        latencies, errors, rate = asyncio.run(run_load(port, args.clients, args.seconds, args.max_requests))
+    finally:
+        if proc is not None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        shutil.rmtree(data_dir, ignore_errors=True)
+    p50, p95, p99 = (pct(latencies, p) for p in (0.5, 0.95, 0.99))
+    print(f"{len(latencies):,} requests by {args.clients} clients over {args.workers} server workers: "
+          f"{rate:,} req/s, p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms, {errors} errors")
+    ok = rate >= 1500 and errors == 0
+    print(f"http: {rate:,} req/s, p50/p95/p99 {p50:.0f}/{p95:.0f}/{p99:.0f} ms, {errors} errors "
+          f"(goal >= 1,500 req/s, 0 errors): {'ok' if ok else 'short'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
