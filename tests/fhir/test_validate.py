@@ -375,6 +375,7 @@ def test_narrative_xhtml() -> None:
 
     assert validate(text(f"<div {ns}><p>Ana &amp; Bo</p></div>")) == []
     assert validate(text(f'<div {ns}><img src="x.png"/></div>')) == []
+    assert validate(text(f"<div {ns}>a&nbsp;b</div>")) == []  # HTML entities, as the HL7 validator allows
     for bad in [
         "<div><p>no namespace</p></div>",
         f"<div {ns}><p>unclosed</div>",
@@ -382,6 +383,25 @@ def test_narrative_xhtml() -> None:
         f'<div {ns}><p onclick="x()">x</p></div>',
         f"<div {ns}>   </div>",
         f"<p {ns}>not a div</p>",
+        f"<div {ns}>a &bogus; b</div>",
+        f'<!DOCTYPE div [<!ENTITY a "b">]><div {ns}>&a;</div>',
         "",
     ]:
         assert locs(text(bad)) == ["Patient.text.div"], bad
+
+
+def test_engine_failures_never_fail_validation() -> None:
+    from sante.fhir import validate as v
+    from sante.fhir.model import Constraint
+
+    broken = v._Invariant(Constraint("zz-1", "error", "start.where(", "unparseable"), "Period", ())
+    assert v._holds(broken, {"start": "2020"}, v._State(False)) is True
+    assert "zz-1@Period" in v.STATS.compile_errors
+
+    def explode(*_: object) -> list:
+        raise RuntimeError("boom")
+
+    failing = v._Invariant(Constraint("zz-2", "error", "true", "raises"), "Period", ())
+    failing.fn = explode
+    assert v._holds(failing, {"start": "2020"}, v._State(False)) is True
+    assert v.STATS.runtime_errors["zz-2@Period"] >= 1

@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Callable
 from functools import cache, lru_cache
+from html.entities import name2codepoint
 from xml.parsers import expat
 
 from sante.fhir.model import r4
@@ -101,7 +102,7 @@ def _date_checker(type_code: str, what: str) -> PrimitiveChecker:
     match = _regex(type_code).fullmatch
 
     def check(v: object) -> str | None:
-        if type(v) is not str:
+        if not isinstance(v, str):
             return f"{type_code} must be a JSON string, not {_describe(v)}"
         if match(v) is None:
             return f"'{_clip(v)}' is not a valid {type_code} ({what})"
@@ -157,6 +158,9 @@ def check_xhtml(v: object) -> str | None:
     if not v.strip():
         return "xhtml must not be empty"
     parser = expat.ParserCreate(namespace_separator=" ")
+    # HTML named entities (&nbsp;) are accepted as the HL7 validator does; unknown ones are not.
+    parser.UseForeignDTD(True)
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_ALWAYS)
     depth = 0
     problems: list[str] = []
     has_content = False
@@ -184,6 +188,18 @@ def check_xhtml(v: object) -> str | None:
         if not has_content and not data.isspace():
             has_content = True
 
+    def entity(name: str, is_parameter: bool) -> None:
+        nonlocal has_content
+        if name in name2codepoint:
+            has_content = True
+        else:
+            problems.append(f"unknown entity '&{name};' in narrative")
+
+    def doctype(*_: object) -> None:
+        problems.append("a narrative must not declare a DOCTYPE")
+
+    parser.SkippedEntityHandler = entity
+    parser.StartDoctypeDeclHandler = doctype
     parser.StartElementHandler = start
     parser.EndElementHandler = end
     parser.CharacterDataHandler = text

@@ -924,15 +924,17 @@ def _engine_compile(inv: _Invariant) -> Callable[..., list] | None:
 def _compile_for_type(expression: str, context: str) -> Callable[..., list] | None:
     """An evaluator typed for a data type or backbone focus (a JSON object without resourceType).
 
-    `sante.fhirpath.compile` specialises on the input's resourceType only, so an untyped Range.low would be a
-    bare dict; its compiler takes the focus type directly. Falls back to the untyped public API.
+    `sante.fhirpath.compile(expr, base_type=...)` specialises on the input's resourceType only, so an untyped
+    Range.low would be a bare dict; the engine's compiler takes the focus type directly. None when that
+    internal entry point is not usable (the caller then falls back to the untyped public API).
     """
     try:
         from sante.fhirpath.compiler import Compiler
         from sante.fhirpath.parser import parse
-    except ImportError:
+
+        impl: Callable[..., list] = Compiler(expression, context, False).build(parse(expression))
+    except Exception:  # noqa: BLE001 - internal API changed or unsupported: use the public one
         return None
-    impl: Callable[..., list] = Compiler(expression, context, False).build(parse(expression))
     return impl
 
 

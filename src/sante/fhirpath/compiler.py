@@ -10,6 +10,7 @@ walker that still uses the model for resources.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from decimal import Decimal, DecimalException
@@ -197,6 +198,8 @@ class Compiler:
 
     # Constant folding of literal-only sub-expressions (see `fold`); a switch for tests and measurements.
     fold_constants = True
+    # Typed scalar code for operators/functions over literal-derived values (see `scalar_of`); a switch for tests.
+    scalar_fast_paths = True
 
     def __init__(self, expression: str, root_type: str | None, strict: bool) -> None:
         self.expression = expression
@@ -227,6 +230,8 @@ class Compiler:
         self.hoist: dict[str, str] | None = None
         self.hoisted: list[str] = []
         self._literal_memo: dict[int, bool] = {}
+        # Scalar forms: list code -> (Python expression for the value or None when empty, type tag, never empty).
+        self.scal: dict[str, tuple[str, str, bool]] = {}
         # After build(): the code reads neither the input nor the variables, so it is the same for every root.
         self.input_free = False
 
@@ -339,9 +344,133 @@ class Compiler:
             return code
         name = self.hoist.get(code)  # type: ignore[union-attr]
         if name is None:
-            name = self.hoist[code] = f"h{len(self.hoist)}"  # type: ignore[index]
+            name = self.hoist[code] = f"h{len(self.hoist)}"  # type: ignore[index,arg-type]
             self.hoisted.append(f"{name} = {code}")
         return name
+
+    # -- scalars ------------------------------------------------------------------------------------------------
+    # Where a value's type is statically Integer, Decimal, String or Boolean and it holds at most one item (a
+    # literal, an operator or function over such values), the generated code keeps it as a plain Python value
+    # (None: empty) and operators become Python operators. Values read from data never get a scalar form: they
+    # may be PrimNodes, floats or several items, and date/time/quantity comparisons keep their helpers (precision).
+    def scalar_of(self, code: str) -> tuple[str, str, bool] | None:
+        """(scalar expression, type tag I/D/S/B, or E for `{}`, never empty) for list code, or None."""
+        if not self.scalar_fast_paths:
+            return None
+        r = self.scal.get(code)
+        if r is not None:
+            return r
+        if code == "[]":
+            return ("None", "E", False)
+        m = _KLIT.fullmatch(code)
+        if m is not None:
+            tag = _SC_TAGS.get(type(self.ns[m[1]]))
+            if tag is not None:
+                return (m[1], tag, True)
+        return None
+
+    def emit(self, scode: str, tag: str, one: bool) -> tuple[str, SType]:
+        """List code for a scalar expression (registered, so enclosing operators can use the scalar)."""
+        code = f"[{scode}]" if one else f"one({scode})"
+        self.scal[code] = (scode, tag, one)
+        return code, _TAG_ST[tag]
+
+    def truth(self, code: str) -> str:
+        """Python condition for a criterion (where/exists/all/iif): `truthy(code)`, inlined for booleans."""
+        sc = self.scalar_of(code)
+        if sc is not None and sc[1] == "B":
+            return sc[0] if sc[2] else f"({sc[0]} is True)"
+        return f"truthy({code})"
+
+    def scalar_binary(self, op: str, lcode: str, rcode: str) -> tuple[str, SType] | None:
+        a, b = self.scalar_of(lcode), self.scalar_of(rcode)
+        if a is None or b is None:
+            return None
+        (x, ta, oa), (y, tb, ob) = a, b
+        both = oa and ob
+        if op in _BOOL_OPS:
+            if ta not in ("B", "E") or tb not in ("B", "E"):
+                return None
+            # Both certainly booleans: bitwise operators on bools give bools, and evaluate both sides.
+            if both:
+                return self.emit(_BOOL_OPS[op].format(x, y), "B", True)
+            return self.emit(f"s_{op}({x}, {y})", "B", False)
+        if ta == "E" or tb == "E":
+            return None
+        num = ta in ("I", "D") and tb in ("I", "D")
+        if op in _CMP_OPS and (num or (ta == tb and (op in ("=", "!=") or ta == "S"))):
+            pyop, helper = _CMP_OPS[op]
+            if both:
+                return self.emit(f"({x} {pyop} {y})", "B", True)
+            return self.emit(f"{helper}({x}, {y})", "B", False)
+        if op in _ARITH_OPS and (num or (op == "+" and ta == tb == "S")):
+            tag = ta if ta == tb else "D"
+            pyop, helper = _ARITH_OPS[op]
+            if both:
+                return self.emit(f"({x} {pyop} {y})", tag, True)
+            return self.emit(f"{helper}({x}, {y})", tag, False)
+        if num and op == "/":
+            return self.emit(f"s_divide({x}, {y})", "D", False)
+        if num and op == "div":
+            return self.emit(f"s_idiv({x}, {y})", "I", False)
+        if num and op == "mod":
+            return self.emit(f"s_mod({x}, {y})", "I" if ta == tb == "I" else "D", False)
+        if op == "&" and ta == tb == "S":
+            if both:
+                return self.emit(f"({x} + {y})", "S", True)
+            return self.emit(f"(({x} or '') + ({y} or ''))", "S", True)
+        if op in ("~", "!~") and both:
+            if ta == tb == "S":
+                expr = f"s_str_equiv({x}, {y})"
+            elif ta == tb == "B":
+                expr = f"({x} is {y})"
+            elif ta == tb == "I":
+                expr = f"({x} == {y})"
+            elif num:
+                expr = f"s_num_equiv({x}, {y})"
+            else:
+                return None
+            return self.emit(expr if op == "~" else f"(not {expr})", "B", True)
+        return None
+
+    def scalar_call(self, name: str, focus: str, argc: list[str]) -> tuple[str, SType] | None:
+        """Functions with an inline form: on any list (exists, empty, count, first...) or on scalars."""
+        if not self.scalar_fast_paths:
+            return None
+        if not argc:
+            if name == "exists":
+                return self.emit(f"(not not {focus})", "B", True)
+            if name == "empty":
+                return self.emit(f"(not {focus})", "B", True)
+            if name == "count":
+                return self.emit(f"len({focus})", "I", True)
+        sc = self.scalar_of(focus)
+        if sc is None:
+            return None
+        x, tag, one = sc
+        if name == "not" and not argc and tag in ("B", "E"):
+            return self.emit(f"(not {x})", "B", True) if one else self.emit(f"s_not({x})", "B", False)
+        if not one:
+            return None
+        args = [self.scalar_of(a) for a in argc]
+        if not all(a is not None and a[2] and a[1] == "S" for a in args):
+            return None
+        y = [a[0] for a in args if a is not None]
+        if tag == "S" and name in _STR_INLINE and len(y) == _STR_INLINE[name][1]:
+            template, _, rtag = _STR_INLINE[name]
+            return self.emit(template.format(x, *y), rtag, True)
+        if y:
+            return None
+        if name.startswith("to") and name[2:] in _SC_CONV:
+            conv = self.const(F.CONVERTERS[name[2:]])
+            return self.emit(f"{conv}({x})", _SC_CONV[name[2:]], False)
+        if name.startswith("convertsTo") and name[10:] in _SC_CONV:
+            conv = self.const(F.CONVERTERS[name[10:]])
+            return self.emit(f"({conv}({x}) is not None)", "B", True)
+        if tag in ("I", "D") and name in _NUM_INLINE:
+            fn = self.const(_NUM_INLINE[name])
+            return self.emit(f"{fn}({x})", tag if name == "abs" else "I", True)
+        return None
 
     def _literal(self, node: Node) -> bool:
         """The node's value depends on literals only, through deterministic operators and functions."""
@@ -392,6 +521,9 @@ class Compiler:
         if kind == "unary":
             op, operand = node.args
             code, st = self.gen(operand, scope)
+            sc = self.scalar_of(code)
+            if sc is not None and sc[1] in ("I", "D") and sc[2]:
+                return self.emit(f"(-{sc[0]})" if op == "-" else sc[0], sc[1], True)
             return (f"op_negate({code})" if op == "-" else f"op_positive({code})"), st
         if kind == "binary":
             op, left, right = node.args
@@ -408,6 +540,9 @@ class Compiler:
                     return f"distinct({other})", st
             elif st is None and lst is not None and lst == rst and op in ("+", "-", "*"):
                 st = lst
+            fast = self.scalar_binary(op, lcode, rcode)
+            if fast is not None:
+                return fast
             return f"{_BINARY_HELPERS[op]}({lcode}, {rcode})", st
         if kind == "type_op":
             op, left, spec = node.args
@@ -567,6 +702,11 @@ class Compiler:
                 return "[]", st
             return self.gen_lambda(node, name, focus, st, args, scope)
         argc = [self.gen(a, scope)[0] for a in args]
+        fast = self.scalar_call(name, focus, argc)
+        if fast is not None:
+            return fast
+        if not args and name in _SLICES and self.scalar_fast_paths:
+            return f"{focus}{_SLICES[name]}", st
         if name in _SIMPLE:
             lo, hi, helper, rtype = _SIMPLE[name]
             self.check_arity(node, name, args, lo, hi)
@@ -611,17 +751,17 @@ class Compiler:
         if name == "where":
             body, _ = self.gen(args[0], inner)
             if i not in body:
-                return f"[{t} for {t} in {focus} if truthy({body})]", st
-            return f"[{t} for {i}, {t} in enumerate({focus}) if truthy({body})]", st
+                return f"[{t} for {t} in {focus} if {self.truth(body)}]", st
+            return f"[{t} for {i}, {t} in enumerate({focus}) if {self.truth(body)}]", st
         if name == "select":
             body, bst = self.gen(args[0], inner)
             return f"[y{n} for {i}, {t} in enumerate({focus}) for y{n} in {body}]", bst
         if name == "exists":
             body, _ = self.gen(args[0], inner)
-            return f"[any(truthy({body}) for {i}, {t} in enumerate({focus}))]", BOOL
+            return f"[any({self.truth(body)} for {i}, {t} in enumerate({focus}))]", BOOL
         if name == "all":
             body, _ = self.gen(args[0], inner)
-            return f"[all(truthy({body}) for {i}, {t} in enumerate({focus}))]", BOOL
+            return f"[all({self.truth(body)} for {i}, {t} in enumerate({focus}))]", BOOL
         if name == "repeat":
             body, _ = self.gen(args[0], Scope(f"[{t}]", None, None, scope.total))
             return f"repeat({focus}, lambda {t}: {body})", None
@@ -658,7 +798,9 @@ class Compiler:
                 raise self.error("iif() criterion is not a boolean", args[0])
             yes, yst = self.gen(args[1], cscope)
             no, nst = self.gen(args[2], cscope) if len(args) > 2 else ("[]", yst)
-            return f"{prefix}({yes} if iif_test({cond}) else {no}){suffix}", _union_type(yst, nst)
+            sc = self.scalar_of(cond)
+            test = self.truth(cond) if sc is not None and sc[1] == "B" else f"iif_test({cond})"
+            return f"{prefix}({yes} if {test} else {no}){suffix}", _union_type(yst, nst)
         raise self.error(f"unknown function {name}()", node)  # pragma: no cover
 
     # -- types --------------------------------------------------------------------------------------------------
@@ -745,6 +887,34 @@ class Compiler:
 
 
 _INPUT_NAMES = re.compile(r"\b(R|T0|V)\b")
+_KLIT = re.compile(r"\[(K\d+)\]")
+# Python types of values with a scalar form (exact types: bool is not an Integer), and their static types.
+_SC_TAGS = {bool: "B", int: "I", Decimal: "D", str: "S"}
+_TAG_ST: dict[str, SType] = {"B": BOOL, "I": INT, "D": DEC, "S": STR, "E": None}
+_BOOL_OPS = {"and": "({} & {})", "or": "({} | {})", "xor": "({} ^ {})", "implies": "((not {}) | {})"}
+_CMP_OPS = {
+    "=": ("==", "s_eq"),
+    "!=": ("!=", "s_ne"),
+    "<": ("<", "s_lt"),
+    "<=": ("<=", "s_le"),
+    ">": (">", "s_gt"),
+    ">=": (">=", "s_ge"),
+}
+_ARITH_OPS = {"+": ("+", "s_add"), "-": ("-", "s_sub"), "*": ("*", "s_mul")}
+# String functions on a String with String arguments: (template, argument count, result tag).
+_STR_INLINE = {
+    "length": ("len({})", 0, "I"),
+    "upper": ("{}.upper()", 0, "S"),
+    "lower": ("{}.lower()", 0, "S"),
+    "trim": ("{}.strip()", 0, "S"),
+    "startsWith": ("{}.startswith({})", 1, "B"),
+    "endsWith": ("{}.endswith({})", 1, "B"),
+    "contains": ("({1} in {0})", 1, "B"),
+    "replace": ("{}.replace({}, {})", 2, "S"),
+}
+_SC_CONV = {"Integer": "I", "Decimal": "D", "Boolean": "B", "String": "S"}
+_NUM_INLINE = {"ceiling": math.ceil, "floor": math.floor, "truncate": int, "abs": abs}
+_SLICES = {"first": "[:1]", "last": "[-1:]", "tail": "[1:]"}
 _FOLDABLE_KINDS = frozenset({"binary", "unary", "call", "index", "type_op", "member"})
 _IMMUTABLE = frozenset({bool, int, str, Decimal, Date, DateTime, Time, Quantity})
 # Deterministic functions that may be evaluated at compile time on literal input (never now(), today(),

@@ -1365,3 +1365,96 @@ def today(_: Any = None) -> list[Any]:
 
 def time_of_day(_: Any = None) -> list[Any]:
     return [T.time_of_day()]
+
+
+# -- scalar helpers ---------------------------------------------------------------------------------------------
+# The compiler keeps a value whose type is statically one of Integer/Decimal/String/Boolean (from literals and the
+# operators over them) as a plain Python value rather than a one-item list; None stands for the empty collection.
+# These helpers take such values, so they never see PrimNodes, floats or collections of several items.
+def s_and(x: Any, y: Any) -> bool | None:
+    if x is False or y is False:
+        return False
+    if x is None or y is None:
+        return None
+    return True
+
+
+def s_or(x: Any, y: Any) -> bool | None:
+    if x is True or y is True:
+        return True
+    if x is None or y is None:
+        return None
+    return False
+
+
+def s_xor(x: Any, y: Any) -> bool | None:
+    if x is None or y is None:
+        return None
+    return x is not y
+
+
+def s_implies(x: Any, y: Any) -> bool | None:
+    if x is False or y is True:
+        return True
+    if x is None or y is None:
+        return None
+    return False
+
+
+def s_not(x: Any) -> bool | None:
+    return None if x is None else not x
+
+
+def _lift(f: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def lifted(x: Any, y: Any) -> Any:
+        if x is None or y is None:
+            return None
+        return f(x, y)
+
+    return lifted
+
+
+s_eq = _lift(lambda x, y: x == y)
+s_ne = _lift(lambda x, y: x != y)
+s_lt = _lift(lambda x, y: x < y)
+s_le = _lift(lambda x, y: x <= y)
+s_gt = _lift(lambda x, y: x > y)
+s_ge = _lift(lambda x, y: x >= y)
+s_add = _lift(lambda x, y: x + y)
+s_sub = _lift(lambda x, y: x - y)
+s_mul = _lift(lambda x, y: x * y)
+
+
+def s_divide(x: Any, y: Any) -> Decimal | None:
+    """`/` on numbers: always a Decimal; division by zero is empty."""
+    if x is None or y is None or y == 0:
+        return None
+    return _dec(x) / _dec(y)
+
+
+def s_idiv(x: Any, y: Any) -> int | None:
+    """`div` on numbers: truncated towards zero; division by zero is empty."""
+    if x is None or y is None or y == 0:
+        return None
+    if type(x) is int and type(y) is int:
+        q = abs(x) // abs(y)
+        return q if (x >= 0) == (y >= 0) else -q
+    return int(_dec(x) / _dec(y))
+
+
+def s_mod(x: Any, y: Any) -> Any:
+    """`mod` on numbers: the sign of the dividend; modulo zero is empty."""
+    if x is None or y is None or y == 0:
+        return None
+    if type(x) is int and type(y) is int:
+        r = abs(x) % abs(y)
+        return r if x >= 0 else -r
+    return _dec(x) % _dec(y)
+
+
+def s_str_equiv(x: str, y: str) -> bool:
+    return _norm_str(x) == _norm_str(y)
+
+
+def s_num_equiv(x: Any, y: Any) -> bool:
+    return item_equiv(x, y)

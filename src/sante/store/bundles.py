@@ -137,15 +137,9 @@ def _check_entry(i: int, e: Any) -> PreparedEntry:
                          resource if isinstance(resource, dict) else None)
 
 
-def _validate_entries(entries: list[PreparedEntry]) -> None:
-    problems: list[Problem] = []
-    for p in entries:
-        if p.resource is None or p.method not in ("POST", "PUT"):
-            continue
-        for issue in check_resource(p.resource):
-            loc = issue.location or p.rtype
-            rest = loc[len(p.rtype):] if loc.startswith(p.rtype) else "." + loc
-            problems.append(Problem(issue.message, f"Bundle.entry[{p.index}].resource{rest}", "error", issue.code))
+def _validate_transaction(bundle: dict[str, Any]) -> None:
+    """The whole Bundle validated as one resource (conditional references are legal inside it)."""
+    problems = [Problem(i.message, i.location, "error", i.code) for i in check_resource(bundle)]
     if problems:
         raise Anomaly(Category.UNPROCESSABLE, f"{len(problems)} validation error(s): {problems[0].message}",
                       location=problems[0].location, problems=tuple(problems))
@@ -163,7 +157,7 @@ def prepare_bundle(bundle: Any) -> PreparedBundle:
     prepared = PreparedBundle(bundle["type"], [_check_entry(i, e) for i, e in enumerate(raw)])
     if prepared.type == "batch":
         return prepared  # batch entries are independent: each is prepared and committed alone
-    _validate_entries(prepared.entries)
+    _validate_transaction(bundle)
     identity: dict[str, str] = {}
     first_with: dict[tuple[str, str], int] = {}
     for p in prepared.entries:
