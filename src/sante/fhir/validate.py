@@ -83,6 +83,7 @@ class _Spec:
         "name",
         "post",
         "pure",
+        "quick",
         "reads_resource",
         "required",
     )
@@ -98,6 +99,9 @@ class _Spec:
         self.base: _Spec | None = None  # for a variant: the spec it extends with `extra` checks
         self.extra: tuple[PostCheck, ...] = ()
         self.fields: dict[str, Field] = {}
+        # JSON name -> fast acceptor of the single-valued primitive fields without local-reference bookkeeping:
+        # the walk's first test (filled by `_Compiler._finish` once every field exists)
+        self.quick: dict[str, Callable[[str], object]] = {}
         self.required: tuple[tuple[tuple[str, ...], str], ...] = ()
         self.choices: tuple[tuple[str, frozenset[str]], ...] = ()
         self.post: tuple[PostCheck, ...] = ()
@@ -171,6 +175,7 @@ class _Compiler:
                     changed = True
         for s in specs:
             s.memo = set() if s.pure and not s.is_resource else None
+            s.quick = {k: f[6] for k, f in s.fields.items() if f[0] == PRIM and f[6] is not None and not f[5]}
 
     def spec(self, context: str) -> _Spec:
         s = self.specs.get(context)
@@ -298,7 +303,13 @@ def _describe(v: object) -> str:
 
 def _walk(spec: _Spec, obj: dict, loc: str, st: _State) -> None:
     fields = spec.fields
+    quick = spec.quick
+    max_string = MAX_STRING
     for key, value in obj.items():
+        # the most common case first: a valid string of a primitive accepted by one C call
+        fast = quick.get(key)
+        if fast is not None and type(value) is str and len(value) <= max_string and fast(value):
+            continue
         f = fields.get(key)
         if f is None:
             if key[:1] == "_" and key != "_":
@@ -307,8 +318,31 @@ def _walk(spec: _Spec, obj: dict, loc: str, st: _State) -> None:
                 st.error("structure", f"{loc}.{key}", f"unknown element '{key}' in {spec.name}")
             continue
         kind, is_array, mx, target, json_type, local, fast = f
-        if kind == PRIM:  # the most common case first: a valid string accepted by one C call
-            if fast is not None and type(value) is str and len(value) <= MAX_STRING and fast(value):
+        if kind == COMPLEX:
+            memo = target.memo
+            if memo is not None and type(value) is json_type and not st.warnings:
+                # Values found valid before are skipped whole (see _Spec.pure): one serialisation, not a walk.
+                try:
+                    mkey = _dumps(value)
+                except (orjson.JSONEncodeError, TypeError):
+                    _complex_field(target, key, value, is_array, mx, loc, st)
+                    continue
+                if mkey in memo:
+                    target.hits += 1
+                    continue
+                before = len(st.issues)
+                if is_array or not value or (len(value) == 1 and "id" in value):
+                    _complex_field(target, key, value, is_array, mx, loc, st)
+                else:
+                    _walk(target, value, f"{loc}.{key}", st)
+                _remember(target, memo, mkey, len(st.issues) == before)
+            elif not is_array and type(value) is dict and value and not (len(value) == 1 and "id" in value):
+                _walk(target, value, f"{loc}.{key}", st)
+            else:
+                _complex_field(target, key, value, is_array, mx, loc, st)
+            continue
+        if kind == PRIM:
+            if fast is not None and type(value) is str and len(value) <= max_string and fast(value):
                 if local and value[0] == "#":
                     st.local_refs.append((value[1:], f"{loc}.{key}", st.contained_index))
                 continue
@@ -317,24 +351,6 @@ def _walk(spec: _Spec, obj: dict, loc: str, st: _State) -> None:
                     st.local_refs.append((value[1:], f"{loc}.{key}", st.contained_index))
                 continue
             _primitive_value(target, key, value, local, loc, st)  # reports what is wrong
-            continue
-        if kind == COMPLEX:
-            memo = target.memo
-            if memo is None or type(value) is not json_type or st.warnings:
-                _complex_field(target, key, value, is_array, mx, loc, st)
-                continue
-            # Values found valid before are skipped whole (see _Spec.pure): one serialisation instead of a walk.
-            try:
-                mkey = _dumps(value)
-            except (orjson.JSONEncodeError, TypeError):
-                _complex_field(target, key, value, is_array, mx, loc, st)
-                continue
-            if mkey in memo:
-                target.hits += 1
-                continue
-            before = len(st.issues)
-            _complex_field(target, key, value, is_array, mx, loc, st)
-            _remember(target, memo, mkey, len(st.issues) == before)
             continue
         if is_array:
             if type(value) is not list:

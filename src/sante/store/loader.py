@@ -161,4 +161,5 @@ def load_paths(
     finally:
         if pool is not None:
             pool.terminate()
+    repo.optimize(full=True)  # new data: give the query planner fresh statistics
     return summary

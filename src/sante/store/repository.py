@@ -317,6 +317,7 @@ class Repository:
         self.engine = _engine(url)
         with self.engine.connect() as conn, conn.begin():
             self.schema_version = migrate(conn, now_instant())
+        self.optimize()
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -362,6 +363,17 @@ class Repository:
     def history(self, rtype: str | None = None, rid: str | None = None, **kw: Any) -> list[StoredResource]:
         with self.reader() as tx:
             return tx.history(rtype, rid, **kw)
+
+    def optimize(self, *, full: bool = False) -> None:
+        """Refresh the query planner's statistics: `full` after bulk loads (sampled, so seconds even on millions
+        of rows); otherwise SQLite's cheap `PRAGMA optimize`, which analyses only what looks stale."""
+        with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn.exec_driver_sql("PRAGMA analysis_limit=2000")
+                conn.exec_driver_sql("ANALYZE" if full else "PRAGMA optimize")
+            elif full:
+                conn.exec_driver_sql("ANALYZE")
+            conn.commit()
 
     def close(self) -> None:
         self.engine.dispose()

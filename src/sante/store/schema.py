@@ -66,7 +66,7 @@ def _index_table(name: str, *columns: Column, lookups: tuple[tuple[str, ...], ..
         Column("res_id", String(64), nullable=False),
         Column("param", String(64), nullable=False),
         *columns,
-        Index(f"ix_{name}_res", "res_type", "res_id"),
+        Index(f"ix_{name}_rp", "res_type", "res_id", "param"),
         *(Index(f"ix_{name}_{'_'.join(cols)}", "res_type", "param", *cols) for cols in lookups),
     )
 
@@ -138,8 +138,17 @@ def _v2_search_index(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _v3_index_by_resource_and_param(conn: Connection) -> None:
+    # Correlated look-ups (sort keys, EXISTS probes) need (res_type, res_id, param); the v2 index lacked param.
+    for table in INDEX_TABLES.values():
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS ix_{table.name}_res")
+        conn.exec_driver_sql(
+            f"CREATE INDEX IF NOT EXISTS ix_{table.name}_rp ON {table.name} (res_type, res_id, param)"
+        )
+
+
 # Ordered migrations: index + 1 is the schema version each one brings the database to. Append only.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_search_index]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_search_index, _v3_index_by_resource_and_param]
 
 
 def migrate(conn: Connection, now: str) -> int:

@@ -318,7 +318,21 @@ class _Builder:
             where.append(cond)
         return select(t.c.res_id).where(*where)
 
-    def criterion(self, crit: Criterion) -> ColumnElement[bool]:
+    def has_row(self, kind: str, param: str, cond: ColumnElement[bool] | None) -> ColumnElement[bool]:
+        """A probe for the current row: cheap per candidate through the (res_type, res_id, param) index."""
+        t = INDEX_TABLES[kind]
+        where = [t.c.res_type == self.rtype, t.c.res_id == resources.c.id, t.c.param == param]
+        if cond is not None:
+            where.append(cond)
+        return select(t.c.res_id).where(*where).exists()
+
+    def matches(self, kind: str, param: str, cond: ColumnElement[bool] | None, drive: bool) -> ColumnElement[bool]:
+        """The driving criterion selects ids from its index; the others probe each candidate."""
+        if drive:
+            return resources.c.id.in_(self.ids_where(kind, param, cond))
+        return self.has_row(kind, param, cond)
+
+    def criterion(self, crit: Criterion, drive: bool = True) -> ColumnElement[bool]:
         if crit.name.startswith("_has"):
             return self._has(crit)
         if crit.name == "_id":
@@ -341,7 +355,7 @@ class _Builder:
             return self._composite(d, crit, location)
         kind = _kind(d)
         conds = [self.value_condition(d, crit.modifier, v, location) for v in crit.values]
-        return resources.c.id.in_(self.ids_where(kind, d.code, or_(*conds)))
+        return self.matches(kind, d.code, or_(*conds), drive)
 
     def value_condition(self, d: ParamDef, modifier: str | None, value: str, location: str) -> ColumnElement[bool]:
         t = INDEX_TABLES[_kind(d)]
@@ -524,11 +538,26 @@ def _sort_key_column(b: _Builder, pname: str, desc: bool) -> Any:
     )
 
 
+# How selective a criterion usually is (lower: fewer matches); the most selective one drives the query.
+_SELECTIVITY = {"_id": 0, "reference": 1, "token": 2, "string": 3, "uri": 3, "quantity": 4, "number": 4,
+                "composite": 4, "date": 5, "_lastUpdated": 5}
+
+
+def _rank(rtype: str, crit: Criterion) -> int:
+    if crit.name.startswith("_has") or crit.modifier in ("missing", "not") or crit.chain:
+        return 6 if crit.modifier in ("missing", "not") else 3
+    if crit.name in _SELECTIVITY:
+        return _SELECTIVITY[crit.name]
+    d = param_defs(rtype).get(crit.name)
+    return _SELECTIVITY.get(d.type, 5) if d else 6
+
+
 def build_query(req: SearchRequest) -> tuple[Select, list[Any], ColumnElement[bool]]:
     b = _Builder(req.rtype)
     where: list[ColumnElement[bool]] = [resources.c.type == req.rtype, resources.c.deleted == false()]
+    driver = min(req.criteria, key=lambda c: _rank(req.rtype, c)) if req.criteria else None
     for crit in req.criteria:
-        where.append(b.criterion(crit))
+        where.append(b.criterion(crit, drive=crit is driver))
     if req.compartment is not None:
         where.append(compartment_condition(req.rtype, *req.compartment))
     keys = [(_sort_key_column(b, p, desc), desc) for p, desc in req.sort]
