@@ -194,7 +194,7 @@ def sante_unfolded_engine(sante: Engine) -> Engine | None:
     """Sante with constant folding switched off, or None when this version of the engine has no such switch."""
     try:
         from sante.fhirpath.compiler import Compiler
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
     if not hasattr(Compiler, "fold_constants"):
         return None
@@ -206,7 +206,7 @@ def sante_engine() -> Engine | str:
     try:
         import sante
         from sante import fhirpath
-    except Exception as e:  # noqa: BLE001 - any import failure means "not available yet"
+    except Exception as e:
         return f"{type(e).__name__}: {e}"
     if not hasattr(fhirpath, "compile"):
         return "sante.fhirpath has no compile()"
@@ -218,7 +218,7 @@ def fhirpathpy_engine() -> Engine | str:
     try:
         import fhirpathpy
         from fhirpathpy.models import models
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return f"{type(e).__name__}: {e} (pip install fhirpathpy)"
     from importlib.metadata import version
 
@@ -281,7 +281,7 @@ def time_python_engine(engine: Engine, cases: list[Case], target_ms: float, repe
                 st.update(f"part 1: timing {engine.name}: {i}/{len(compiled)}")
             try:
                 timing.us[case.id], _ = time_per_call_us(fn, inputs[case.inputfile], target_ms * 1e6, repeats)
-            except Exception as e:  # noqa: BLE001 - e.g. fails only on a later call
+            except Exception as e:
                 timing.errors[case.id] = f"{type(e).__name__}: {e}"[:200]
     return timing
 
@@ -298,7 +298,7 @@ def _check_cases(
         try:
             fn = engine.compile(case.expression)
             result = fn(resource)
-        except Exception as e:  # noqa: BLE001 - an engine's failure is a result, not a crash
+        except Exception as e:
             timing.errors[case.id] = f"{type(e).__name__}: {e}"[:200]
             continue
         if not isinstance(result, list):  # a lazy result would make the timing meaningless
@@ -382,7 +382,7 @@ def compile_search_expressions(
                 continue
             try:
                 fns[sp.id] = engine.compile(sp.expression)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 errors[sp.id] = f"{type(e).__name__}: {e}"[:200]
     return fns, errors
 
@@ -400,7 +400,7 @@ def find_failures(
                 continue
             try:
                 fn(r)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 failures[(rtype, sp.id)] = f"{type(e).__name__}: {e}"[:200]
     return failures
 

@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
-from sante.store import open_repository  # noqa: E402
-from sante.store.loader import load_paths  # noqa: E402
+from sante.store import open_repository
+from sante.store.loader import load_paths
 
 SYNTHEA = ROOT.parent / "shared" / "data" / "synthea-r4"
 

@@ -27,9 +27,9 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from sante.store import open_repository  # noqa: E402
-from sante.store.loader import load_paths  # noqa: E402
-from sante.store.search import parse_search, run_search  # noqa: E402
+from sante.store import open_repository
+from sante.store.loader import load_paths
+from sante.store.search import parse_search, run_search
 
 SYNTHEA = ROOT.parent / "shared" / "data" / "synthea-r4"
 CACHE = ROOT / "bench" / ".cache"
@@ -186,11 +186,11 @@ def main() -> int:
         for name, fhir, sql in queries(values):
             rs, rq = random.Random(1), random.Random(1)
 
-            def sante() -> None:
+            def sante(fhir: Any = fhir, rs: random.Random = rs) -> None:
                 rtype, q = fhir(rs)
                 run_search(tx, parse_search(rtype, q))
 
-            def hand() -> None:
+            def hand(sql: Any = sql, rq: random.Random = rq) -> None:
                 text, params = sql(rq)
                 [orjson.loads(row[0]) if isinstance(row[0], bytes) else row[0]
                  for row in raw.execute(text, params).fetchall()]

@@ -74,7 +74,7 @@ def peer_ok(check, resource: dict[str, Any]) -> bool:  # type: ignore[no-untyped
     try:
         check(resource)
         return True
-    except Exception:  # noqa: BLE001 - any failure of the peer is a rejection
+    except Exception:
         return False
 
 
@@ -82,7 +82,7 @@ def timed_pair(a, b, resources: list[dict[str, Any]], block: int = 2000):  # typ
     """Both validators over the corpus in alternating blocks, so that load from other processes on the machine
     weighs on both alike: ((rate, failures, first failures) of a, the same of b)."""
     results = []
-    for fn in (a, b):
+    for _ in (a, b):
         results.append([0.0, 0, []])
     for start in range(0, len(resources), block):
         chunk = resources[start : start + block]

@@ -33,7 +33,7 @@ def test_choice_elements_and_type_operators(observation: dict) -> None:
     assert evaluate(observation, "Observation.value is Quantity") == [True]
     assert evaluate(observation, "Observation.value.as(Period)") == []
     assert [str(v) for v in evaluate(observation, "(Observation.effective as dateTime)")] == ["2016-03-28"]
-    with pytest.raises(FHIRPathError, match="choice|FHIRPath name"):
+    with pytest.raises(FHIRPathError, match=r"choice|FHIRPath name"):
         compile("Observation.valueQuantity", base_type="Observation")({"resourceType": "Observation"})
 
 

@@ -70,11 +70,10 @@ def test_missing_resources_and_bad_ids(repo):
 
 def test_transaction_is_all_or_nothing(repo):
     kept = repo.create(patient())
-    with pytest.raises(Anomaly):
-        with repo.transaction() as tx:
-            tx.create(patient("Lê"), "tx-1")
-            tx.update(patient("Phạm", id=kept.id), kept.id)
-            tx.create(patient("Lê"), "tx-1")  # conflict: aborts everything above
+    with pytest.raises(Anomaly), repo.transaction() as tx:
+        tx.create(patient("Lê"), "tx-1")
+        tx.update(patient("Phạm", id=kept.id), kept.id)
+        tx.create(patient("Lê"), "tx-1")  # conflict: aborts everything above
     with pytest.raises(Anomaly):
         repo.read("Patient", "tx-1")
     assert repo.read("Patient", kept.id).version == 1

@@ -159,7 +159,7 @@ def _everything_page(request: Request, repo: Repository, pid: str) -> dict[str, 
     if wanted:
         types = [t for t in types if t in wanted]
     cursor = decode_cursor(q["_cursor"]) if q.get("_cursor") else [types[0] if types else "", ""]
-    if not (isinstance(cursor, list) and len(cursor) == 2 and cursor[0] in types + [""]):
+    if not (isinstance(cursor, list) and len(cursor) == 2 and cursor[0] in [*types, ""]):
         raise incorrect("_cursor is not one this server issued", "_cursor")
     found = []
     with repo.reader() as tx:

@@ -87,7 +87,7 @@ def compile_many(expressions: list[str], *, strict: bool = False) -> Callable[..
         for fn, expression in zip(singles, exprs, strict=True):
             try:
                 out.append(fn(resource, variables))
-            except Exception as e:  # noqa: BLE001 - isolated per expression, as documented
+            except Exception as e:
                 out.append(translate_error(e, expression))
         return out
 

@@ -308,7 +308,7 @@ class Compiler:
         return self._exec(src, "_fpm")
 
     def _exec(self, src: str, name: str) -> Callable[..., list[Any]]:
-        exec(compile(src, "<fhirpath>", "exec"), self.ns)  # noqa: S102 - source generated from the AST
+        exec(compile(src, "<fhirpath>", "exec"), self.ns)
         fn: Callable[..., list[Any]] = self.ns[name]
         fn.__doc__ = src
         return fn
@@ -333,7 +333,7 @@ class Compiler:
         (or yields a mutable item) stays as code, so errors still happen at evaluation time."""
         try:
             value = eval(code, self.ns)
-        except Exception:  # noqa: BLE001
+        except Exception:
             return code
         if type(value) is not list or any(type(x) not in _IMMUTABLE for x in value):
             return code

@@ -78,7 +78,7 @@ def make_navigator(children: tuple[Child, ...]) -> Callable[[list[Any]], list[An
         for x in items:
             if type(x) is not dict:
                 continue
-            for key, ekey, ftype, conv, arr in specs_t:
+            for key, ekey, ftype, conv, _arr in specs_t:
                 v = x.get(key)
                 e = x.get(ekey)
                 if e is None:

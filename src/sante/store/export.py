@@ -56,7 +56,7 @@ def iter_type(repo: Repository, rtype: str, since: str | None = None, patient_id
             if patient_ids is not None:
                 q = q.where(_in_compartment(rtype, patient_ids))
             rows = tx.conn.execute(q.order_by(resources.c.id).limit(BATCH)).all()
-        for rid, content in rows:
+        for _rid, content in rows:
             yield bytes(content)
         if len(rows) < BATCH:
             return
@@ -155,7 +155,7 @@ class ExportJobs:
                 state["progress"] = f"{n}/{len(types)} types"
                 self._state(job, state)
             state.update(status="completed", output=output)
-        except Exception as e:  # noqa: BLE001  (the job reports its failure; the server goes on)
+        except Exception as e:
             state.update(status="failed", error=str(e))
         self._state(job, state)
 

@@ -116,7 +116,7 @@ def token_entries(value: Any) -> list[TokenEntry]:
         if not out and value.get("text"):
             out.append(TokenEntry(None, None, _text(value["text"])))
         return out
-    if "code" in value or "system" in value and "value" not in value:
+    if "code" in value or ("system" in value and "value" not in value):
         return [TokenEntry(value.get("system"), value.get("code"), _text(value.get("display")))]
     if "value" in value:  # Identifier or ContactPoint
         type_text = None

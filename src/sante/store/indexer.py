@@ -83,7 +83,7 @@ def expression_for_type(expression: str, rtype: str) -> str | None:
     keep = []
     for branch in split_union(expression):
         root = _branch_root(branch)
-        if root == rtype or root in ("Resource", "DomainResource") or not (root in model.structures):
+        if root == rtype or root in ("Resource", "DomainResource") or root not in model.structures:
             keep.append(branch)
     return " | ".join(keep) if keep else None
 

@@ -673,7 +673,8 @@ def _includes(conn: Any, req: SearchRequest, matches: list[Any]) -> list[Any]:
         for src_type, param, target, _it in req.revinclude:
             by_type: dict[str, list[str]] = {}
             for m in frontier:
-                by_type.setdefault(m.type, []).append(m.id)
+                if target is None or m.type == target:  # _revinclude=Type:param:Target narrows the targets
+                    by_type.setdefault(m.type, []).append(m.id)
             for mtype, ids in by_type.items():
                 q = select(t.c.res_type, t.c.res_id).where(
                     t.c.res_type == src_type, t.c.target_type == mtype, t.c.target_id.in_(ids)
