@@ -19,6 +19,7 @@ from sante.api.capability import capability_statement
 from sante.api.operations import register_operations
 from sante.api.outcome import information, operation_outcome, outcome_for
 from sante.fhir.model import r4
+from sante.fhir.patch import PatchError, apply_fhirpath_patch
 from sante.fhir.subset import subset
 from sante.settings import Settings
 from sante.store import Repository, StoredResource, Transaction
@@ -338,15 +339,22 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
     async def patch(rtype: str, rid: str, request: Request) -> Response:
         _check_type(rtype)
         ctype = request.headers.get("content-type", "").split(";")[0].strip()
-        if ctype != "application/json-patch+json":
-            raise Anomaly(Category.INCORRECT, f"PATCH takes application/json-patch+json, not {ctype or 'nothing'}")
+        if ctype not in ("application/json-patch+json", "application/fhir+json", "application/json"):
+            raise Anomaly(Category.INCORRECT, f"PATCH takes application/json-patch+json (JSON Patch) or "
+                          f"application/fhir+json (FHIRPath Patch Parameters), not {ctype or 'nothing'}")
         try:
-            operations = orjson.loads(await request.body())
+            body = orjson.loads(await request.body())
         except orjson.JSONDecodeError as e:
             raise incorrect(f"the body is not valid JSON: {e}") from None
         with repo.transaction() as tx:
             current = tx.read(rtype, rid)
-            patched = apply_json_patch(current.resource, operations)
+            if ctype == "application/json-patch+json":
+                patched = apply_json_patch(current.resource or {}, body)
+            else:
+                try:
+                    patched = apply_fhirpath_patch(current.resource or {}, body)
+                except PatchError as e:
+                    raise Anomaly(Category.UNPROCESSABLE, str(e), location=e.location) from None
             if patched.get("resourceType") != rtype or patched.get("id") != rid:
                 raise Anomaly(Category.UNPROCESSABLE, "a patch may not change resourceType or id")
             if_match = _if_match(request)

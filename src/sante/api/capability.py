@@ -8,9 +8,27 @@ from typing import Any
 from sante import __version__
 from sante.fhir.model import r4
 
-# Grown as the server grows; a test checks each listed interaction really answers.
-TYPE_INTERACTIONS = ("read", "vread", "update", "delete", "history-instance", "history-type", "create")
-SYSTEM_INTERACTIONS = ("history-system",)
+# Grown as the server grows: list only what is implemented and covered by tests/api.
+TYPE_INTERACTIONS = (
+    "read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type",
+)
+SYSTEM_INTERACTIONS = ("transaction", "batch", "history-system")
+
+
+def _search_params(rtype: str) -> list[dict[str, str]]:
+    from sante.store.search import param_defs
+
+    return [{"name": code, "type": d.type} for code, d in sorted(param_defs(rtype).items())
+            if d.type != "special"]
+
+
+def _type_operations(rtype: str) -> list[tuple[str, str]]:
+    ops = [("validate", "Resource-validate"), ("meta", "Resource-meta")]
+    if rtype == "Patient":
+        ops += [("everything", "Patient-everything"), ("export", "Patient-export")]
+    if rtype == "Group":
+        ops.append(("export", "Group-export"))
+    return ops
 
 
 @lru_cache(maxsize=4)
@@ -22,9 +40,15 @@ def _resources() -> tuple[dict[str, Any], ...]:
             "versioning": "versioned-update",
             "readHistory": True,
             "updateCreate": True,
-            "conditionalCreate": False,
-            "conditionalUpdate": False,
-            "conditionalDelete": "not-supported",
+            "conditionalCreate": True,
+            "conditionalUpdate": True,
+            "conditionalDelete": "single",
+            "referencePolicy": ["literal", "logical", "local"],
+            "searchInclude": ["*"],
+            "searchRevInclude": ["*"],
+            "searchParam": _search_params(t),
+            "operation": [{"name": n, "definition": f"http://hl7.org/fhir/OperationDefinition/{d}"}
+                          for n, d in _type_operations(t)],
         }
         for t in sorted(r4().resource_types)
     )
@@ -45,6 +69,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
                 "mode": "server",
                 "resource": list(_resources()),
                 "interaction": [{"code": c} for c in SYSTEM_INTERACTIONS],
+                "operation": [{"name": "export", "definition": "http://hl7.org/fhir/OperationDefinition/export"}],
             }
         ],
     }

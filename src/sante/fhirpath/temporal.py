@@ -166,11 +166,29 @@ def parse_date(text: str) -> Date | None:
     return Date((y, mo, d, None, None, None, None), prec, None, text)
 
 
+# The usual full form `YYYY-MM-DDThh:mm:ss[.fff](Z|+hh:mm)` (ASCII digits only), parsed without the general regex.
+_FULL_DATETIME_RE = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+_MONTH_DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
 def parse_datetime(text: str, *, literal: bool = False) -> DateTime | None:
     """A DateTime from FHIR/ISO text (any precision, optional offset), or None when the text is not one.
 
     `literal` accepts the FHIRPath literal forms with a trailing `T` (`2015T`, `2015-02-04T`).
     """
+    m = _FULL_DATETIME_RE.fullmatch(text)
+    if m is not None:  # the same result as the general path below, faster
+        ys, mos, ds, hs, mis, ss, frac, tz = m.groups()
+        y, mo, d, h, mi, sec = int(ys), int(mos), int(ds), int(hs), int(mis), int(ss)
+        if not 1 <= mo <= 12 or h > 23 or mi > 59 or sec > 59 or d < 1:
+            return None
+        if d > _MONTH_DAYS[mo] and not (mo == 2 and d == 29 and calendar.isleap(y)):
+            return None
+        if frac is None:
+            return DateTime((y, mo, d, h, mi, sec, None), SECOND, _tz_minutes(tz), text, None)
+        return DateTime((y, mo, d, h, mi, sec, int((frac + "000")[:3])), MILLI, _tz_minutes(tz), text, frac)
     m = _DATETIME_RE.fullmatch(text)
     if not m:
         return None

@@ -120,6 +120,8 @@ def index_rows(resource: dict[str, Any]) -> dict[str, list[tuple[Any, ...]]]:
             if isinstance(values, fhirpath.FHIRPathError):
                 continue  # a value the expression cannot handle is not searchable; the resource is still stored
             raise values
+        if not values:
+            continue
         extract = EXTRACTORS[p.type]
         target = rows[p.type]
         seen = set()
