@@ -408,3 +408,9 @@ def test_engine_failures_never_fail_validation() -> None:
     failing.fn = explode
     assert v._holds(failing, {"start": "2020"}, v._State(False)) is True
     assert v.STATS.runtime_errors["zz-2@Period"] >= 1
+
+
+def test_resource_type_of_the_wrong_json_type_is_an_issue_with_warnings_too():
+    for bad in ({"resourceType": {"x": 1}}, {"resourceType": ["Patient"]}, {"resourceType": 7}):
+        issues = validate(bad, warnings=True)
+        assert issues and issues[0].severity in ("fatal", "error")

@@ -14,7 +14,7 @@ from sante.fhir.model import r4
 from sante.fhir.validate import Issue, validate, validate_json
 
 M = r4()
-RESOURCE_TYPES = sorted(M.resource_types) + ["DomainResource", "Resource", "Nope"]
+RESOURCE_TYPES = [*sorted(M.resource_types), "DomainResource", "Resource", "Nope"]
 # Property names the model knows anywhere (so fuzzed objects often hit real elements), plus `_` siblings.
 NAMES = sorted(
     {

@@ -58,6 +58,7 @@ MAX_STRING = primitives.MAX_STRING_CHARS  # location of issues about the whole d
 # -- compiled specs -----------------------------------------------------------------------------------------------
 
 PRIM, COMPLEX, RESOURCE, PRIM_ARRAY = 0, 1, 2, 3
+QUICK = 4  # only in _Spec.table: (QUICK, acceptor, field)
 
 # A field: (kind, is_array, max, target, ext_spec, records_local_ref, fast)
 #   kind PRIM (single) / PRIM_ARRAY: target is the primitive checker; ext_spec validates the `_name` sibling
@@ -83,9 +84,9 @@ class _Spec:
         "name",
         "post",
         "pure",
-        "quick",
         "reads_resource",
         "required",
+        "table",
     )
 
     def __init__(self, name: str) -> None:
@@ -99,9 +100,9 @@ class _Spec:
         self.base: _Spec | None = None  # for a variant: the spec it extends with `extra` checks
         self.extra: tuple[PostCheck, ...] = ()
         self.fields: dict[str, Field] = {}
-        # JSON name -> fast acceptor of the single-valued primitive fields without local-reference bookkeeping:
-        # the walk's first test (filled by `_Compiler._finish` once every field exists)
-        self.quick: dict[str, Callable[[str], object]] = {}
+        # What the walk looks up: `fields`, where the single-valued primitives with a fast acceptor are wrapped
+        # as (QUICK, acceptor, field), the walk's first test (filled by `_Compiler._finish`)
+        self.table: dict[str, Any] = {}
         self.required: tuple[tuple[tuple[str, ...], str], ...] = ()
         self.choices: tuple[tuple[str, frozenset[str]], ...] = ()
         self.post: tuple[PostCheck, ...] = ()
@@ -116,6 +117,22 @@ class _Spec:
         s.fields = self.fields  # the same dict, filled in place
         s.base, s.extra = self, extra
         return s
+
+
+# For uri/url/canonical fields (which record '#id' local references): the fast acceptor `\S+` less the values
+# that start with '#', which take the general path.
+_NOT_LOCAL_URI = re.compile(r"[^\s#]\S*").fullmatch
+
+
+def _table_entry(f: Field) -> Any:
+    kind, fast, local = f[0], f[6], f[5]
+    if kind != PRIM or fast is None:
+        return f
+    if not local:
+        return (QUICK, fast, f)
+    if getattr(getattr(fast, "__self__", None), "pattern", None) == r"\S+":
+        return (QUICK, _NOT_LOCAL_URI, f)
+    return f
 
 
 class _State:
@@ -175,7 +192,7 @@ class _Compiler:
                     changed = True
         for s in specs:
             s.memo = set() if s.pure and not s.is_resource else None
-            s.quick = {k: f[6] for k, f in s.fields.items() if f[0] == PRIM and f[6] is not None and not f[5]}
+            s.table = {k: _table_entry(f) for k, f in s.fields.items()}
 
     def spec(self, context: str) -> _Spec:
         s = self.specs.get(context)
@@ -302,21 +319,20 @@ def _describe(v: object) -> str:
 
 
 def _walk(spec: _Spec, obj: dict, loc: str, st: _State) -> None:
-    fields = spec.fields
-    quick = spec.quick
+    table = spec.table
     max_string = MAX_STRING
     for key, value in obj.items():
-        # the most common case first: a valid string of a primitive accepted by one C call
-        fast = quick.get(key)
-        if fast is not None and type(value) is str and len(value) <= max_string and fast(value):
-            continue
-        f = fields.get(key)
+        f = table.get(key)
         if f is None:
             if key[:1] == "_" and key != "_":
                 _walk_primitive_extension(spec, obj, key, value, loc, st)
             elif not (key == "resourceType" and spec.is_resource):
                 st.error("structure", f"{loc}.{key}", f"unknown element '{key}' in {spec.name}")
             continue
+        if f[0] == QUICK:  # the most common case first: a valid string of a primitive accepted by one C call
+            if type(value) is str and len(value) <= max_string and f[1](value):
+                continue
+            f = f[2]
         kind, is_array, mx, target, json_type, local, fast = f
         if kind == COMPLEX:
             memo = target.memo
@@ -335,7 +351,14 @@ def _walk(spec: _Spec, obj: dict, loc: str, st: _State) -> None:
                     _complex_field(target, key, value, is_array, mx, loc, st)
                 else:
                     _walk(target, value, f"{loc}.{key}", st)
-                _remember(target, memo, mkey, len(st.issues) == before)
+                # _remember, inlined
+                if len(st.issues) == before and b"#" not in mkey and b"?" not in mkey:
+                    if len(memo) >= MEMO_SIZE:
+                        memo.clear()
+                    memo.add(mkey)
+                target.lookups += 1
+                if target.lookups == MEMO_TRIAL:
+                    _judge_memo(target)
             elif not is_array and type(value) is dict and value and not (len(value) == 1 and "id" in value):
                 _walk(target, value, f"{loc}.{key}", st)
             else:
@@ -455,10 +478,15 @@ def _remember(spec: _Spec, memo: set[bytes], key: bytes, valid: bool) -> None:
             memo.clear()
         memo.add(key)
     spec.lookups += 1
-    if spec.lookups == MEMO_TRIAL:  # judged per window of misses: hits / misses must stay worth the cost
-        if spec.hits < MEMO_MIN_HITS:  # mostly distinct values (amounts, free text): not worth remembering
-            spec.memo = None
-        spec.lookups = spec.hits = 0
+    if spec.lookups == MEMO_TRIAL:
+        _judge_memo(spec)
+
+
+def _judge_memo(spec: _Spec) -> None:
+    """Judged per window of misses: hits / misses must stay worth the cost."""
+    if spec.hits < MEMO_MIN_HITS:  # mostly distinct values (amounts, free text): not worth remembering
+        spec.memo = None
+    spec.lookups = spec.hits = 0
 
 
 _dumps = orjson.dumps
@@ -868,22 +896,29 @@ class _Invariant:
         self.direct: Callable[[dict], bool | None] | None = _DIRECT.get((c.key, context, c.expression))
 
 
+# A dateTime the FHIRPath engine surely parses (a real date other than February 29) with seconds and a timezone.
+_FULL_DATETIME = re.compile(
+    r"[0-9]{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(?:\.([0-9]+))?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
 def _period_start_le_end(obj: dict) -> bool | None:
     """per-1 `start.hasValue().not() or end.hasValue().not() or (start <= end)` as the engine evaluates it, for
-    a start and an end given as valid dateTimes without `_start`/`_end`: the DateTime comparison, true when it
-    has no answer (precision, timezone). None for anything else (the engine decides)."""
+    the usual start and end: both `YYYY-MM-DDThh:mm:ss[.f+]` with the same timezone and the day at most 28,
+    which the engine parses to DateTimes of second precision and compares component by component (seconds
+    with the milliseconds read from the first three digits of the fraction). None otherwise: ask the engine."""
     start, end = obj.get("start"), obj.get("end")
     if type(start) is not str or type(end) is not str or "_start" in obj or "_end" in obj:
         return None
-    try:
-        from sante.fhirpath import temporal
-    except ImportError:
+    a, b = _FULL_DATETIME.fullmatch(start), _FULL_DATETIME.fullmatch(end)
+    if a is None or b is None or a.group(2) != b.group(2):
         return None
-    a, b = temporal.fhir_datetime(start), temporal.fhir_datetime(end)
-    if type(a) is not temporal.DateTime or type(b) is not temporal.DateTime:
-        return None
-    r = temporal.compare(a, b)
-    return r is None or r <= 0
+    if start[:19] != end[:19]:
+        return start[:19] < end[:19]  # fixed-width ASCII digits: text order is the order of the components
+    fa, fb = a.group(1), b.group(1)
+    return int(((fa or "") + "000")[:3]) <= int(((fb or "") + "000")[:3])
 
 
 # Invariants (key, context, expression exactly as in the definitions) with a direct evaluation of common inputs.
@@ -1054,19 +1089,41 @@ def _make_invariant_check(invariants: tuple[_Invariant, ...]) -> PostCheck:
 # -- public API ---------------------------------------------------------------------------------------------------
 
 
-def validate(resource: Any, *, warnings: bool = False) -> list[Issue]:
+def validate(resource: Any, *, warnings: bool = False, in_bundle: str | None = None) -> list[Issue]:
     """All issues of a FHIR R4 resource given as parsed JSON; an empty list means valid.
 
     With `warnings=True`, best-practice findings of severity warning are reported too (dom-6: no narrative).
+    `in_bundle` names the type of the Bundle the resource is an entry of: inside a "transaction" or "batch",
+    conditional references (`Patient?identifier=...`) are legal.
     """
     st = _State(warnings)
+    st.bundle_type = in_bundle
     try:
-        _walk_resource(resource, "", st, top=True)
+        spec = None
+        if type(resource) is dict:
+            rt = resource.get("resourceType")
+            if type(rt) is str:
+                spec = (_COMPILER or _compiler()).resources.get(rt)
+        if spec is None:
+            _walk_resource(resource, "", st, top=True)  # reports what is wrong with it
+        else:  # _walk_resource(resource, "", st, top=True) for a known resource type, shortened
+            st.resource = st.root = resource
+            if spec.name == "Bundle":
+                bt = resource.get("type")
+                st.bundle_type = bt if type(bt) is str else None
+            _walk(spec, resource, spec.name, st)
+            if st.local_refs or resource.get("contained") is not None:
+                _check_local_references(resource, spec.name, st)
     except RecursionError:
         st.issues.append(
             Issue("fatal", "too-costly", DOCUMENT, "the resource is nested too deeply to validate")
         )
-    if warnings and type(resource) is dict and resource.get("resourceType") in _compiler().resources:
+    if (
+        warnings
+        and type(resource) is dict
+        and type(resource.get("resourceType")) is str
+        and resource["resourceType"] in _compiler().resources
+    ):
         _narrative_warnings(resource, st)
     return st.issues
 

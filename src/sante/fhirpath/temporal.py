@@ -180,15 +180,15 @@ def parse_datetime(text: str, *, literal: bool = False) -> DateTime | None:
     """
     m = _FULL_DATETIME_RE.fullmatch(text)
     if m is not None:  # the same result as the general path below, faster
-        ys, mos, ds, hs, mis, ss, frac, tz = m.groups()
-        y, mo, d, h, mi, sec = int(ys), int(mos), int(ds), int(hs), int(mis), int(ss)
-        if not 1 <= mo <= 12 or h > 23 or mi > 59 or sec > 59 or d < 1:
+        ys, mos, ds, hs, mis, ss, ff, zone = m.groups()
+        fy, fmo, fd, fh, fmi, fs = int(ys), int(mos), int(ds), int(hs), int(mis), int(ss)
+        if not 1 <= fmo <= 12 or fh > 23 or fmi > 59 or fs > 59 or fd < 1:
             return None
-        if d > _MONTH_DAYS[mo] and not (mo == 2 and d == 29 and calendar.isleap(y)):
+        if fd > _MONTH_DAYS[fmo] and not (fmo == 2 and fd == 29 and calendar.isleap(fy)):
             return None
-        if frac is None:
-            return DateTime((y, mo, d, h, mi, sec, None), SECOND, _tz_minutes(tz), text, None)
-        return DateTime((y, mo, d, h, mi, sec, int((frac + "000")[:3])), MILLI, _tz_minutes(tz), text, frac)
+        if ff is None:
+            return DateTime((fy, fmo, fd, fh, fmi, fs, None), SECOND, _tz_minutes(zone), text, None)
+        return DateTime((fy, fmo, fd, fh, fmi, fs, int((ff + "000")[:3])), MILLI, _tz_minutes(zone), text, ff)
     m = _DATETIME_RE.fullmatch(text)
     if not m:
         return None
@@ -263,7 +263,7 @@ def _utc_components(t: Temporal) -> tuple[Any, ...]:
     base -= _dt.timedelta(minutes=t.tz or 0)
     full: tuple[Any, ...] = (base.year, base.month, base.day, base.hour, base.minute, c[SECOND], c[MILLI])
     if isinstance(t, Time):
-        full = (None, None, None) + full[3:]
+        full = (None, None, None, *full[3:])
     return full
 
 
@@ -315,7 +315,7 @@ def add(t: Temporal, amount: int, unit: str) -> Temporal:
             total_ms = ((c[HOUR] * 60 + (c[MINUTE] or 0)) * 60 + (c[SECOND] or 0)) * 1000 + (c[MILLI] or 0)
             total_ms = (total_ms + amount * secs * 1000) % 86_400_000
         parts: Any = [total_ms // 3_600_000, total_ms // 60_000 % 60, total_ms // 1000 % 60, total_ms % 1000]
-        new = (None, None, None) + tuple(p if i + HOUR <= t.prec else None for i, p in enumerate(parts))
+        new = (None, None, None, *tuple(p if i + HOUR <= t.prec else None for i, p in enumerate(parts)))
         return Time(new, t.prec, None, None, None if t.prec < MILLI else f"{parts[3]:03d}")
     y, mo, d = c[YEAR], c[MONTH] or 1, c[DAY] or 1
     if unit in ("year", "month"):

@@ -134,12 +134,26 @@ def _check_entry(i: int, e: Any) -> PreparedEntry:
     if cond is not None and not isinstance(cond, str):
         raise _entry_error(i, "ifNoneExist must be a search string", "request.ifNoneExist")
     return PreparedEntry(i, method, rtype, rid, query, cond or None, _etag_version(req.get("ifMatch")),
-                         resource if isinstance(resource, dict) else None)
+                         resource if method in ("POST", "PUT") else None)  # other methods ignore a resource
 
 
-def _validate_transaction(bundle: dict[str, Any]) -> None:
-    """The whole Bundle validated as one resource (conditional references are legal inside it)."""
-    problems = [Problem(i.message, i.location, "error", i.code) for i in check_resource(bundle)]
+def _validate_transaction(raw: list[Any], entries: list[PreparedEntry]) -> None:
+    """Every entry's resource validated as a transaction entry, and fullUrls unique (bdl-7); all errors at once."""
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for p in entries:
+        full = raw[p.index].get("fullUrl")
+        if isinstance(full, str):
+            if full in seen:
+                problems.append(Problem(f"fullUrl {full!r} is also the fullUrl of entry {seen[full]} (bdl-7)",
+                                        f"Bundle.entry[{p.index}].fullUrl", "error", "invariant"))
+            seen.setdefault(full, p.index)
+        if p.resource is None or p.method not in ("POST", "PUT"):
+            continue
+        for issue in check_resource(p.resource, in_bundle="transaction"):
+            loc = issue.location or p.rtype
+            rest = loc[len(p.rtype):] if loc.startswith(p.rtype) else "." + loc
+            problems.append(Problem(issue.message, f"Bundle.entry[{p.index}].resource{rest}", "error", issue.code))
     if problems:
         raise Anomaly(Category.UNPROCESSABLE, f"{len(problems)} validation error(s): {problems[0].message}",
                       location=problems[0].location, problems=tuple(problems))
@@ -157,7 +171,7 @@ def prepare_bundle(bundle: Any) -> PreparedBundle:
     prepared = PreparedBundle(bundle["type"], [_check_entry(i, e) for i, e in enumerate(raw)])
     if prepared.type == "batch":
         return prepared  # batch entries are independent: each is prepared and committed alone
-    _validate_transaction(bundle)
+    _validate_transaction(raw, prepared.entries)
     identity: dict[str, str] = {}
     first_with: dict[tuple[str, str], int] = {}
     for p in prepared.entries:

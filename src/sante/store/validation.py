@@ -8,9 +8,9 @@ from sante.anomaly import Anomaly, Category, Problem
 from sante.fhir.validate import Issue, validate
 
 
-def check_resource(resource: dict[str, Any]) -> list[Issue]:
-    """The error-level issues of a resource (warnings do not block a write)."""
-    return [i for i in validate(resource) if i.severity in ("error", "fatal")]
+def check_resource(resource: dict[str, Any], in_bundle: str | None = None) -> list[Issue]:
+    """The error-level issues of a resource (warnings do not block a write); see validate's `in_bundle`."""
+    return [i for i in validate(resource, in_bundle=in_bundle) if i.severity in ("error", "fatal")]
 
 
 def require_valid(resource: dict[str, Any]) -> None:
