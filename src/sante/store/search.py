@@ -11,27 +11,19 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
 from sqlalchemy import (
-    ColumnElement,
-    Select,
-    and_,
     false,
-    func,
-    literal,
-    not_,
-    or_,
     select,
 )
 
-from sante.anomaly import Anomaly, Category, incorrect
+from sante.anomaly import incorrect
 from sante.fhir.model import r4, search_parameters
 from sante.store import index_values as iv
 from sante.store.schema import INDEX_TABLES, resources
+from sante.store.search_sql import Sql, SqlBuilder, after_cursor, all_of, compartment_sql, for_dialect
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 # Parameters that shape the result rather than filter it.
@@ -241,301 +233,12 @@ def _ptype(rtype: str, name: str) -> str:
 # SQL
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _prefix(v: str) -> tuple[str, str]:
-    if len(v) > 2 and v[:2] in PREFIXES and (v[2].isdigit() or v[2] in "+-"):
-        return v[:2], v[2:]
-    return "eq", v
-
-
-def _date_condition(low_col: Any, high_col: Any, value: str, location: str) -> ColumnElement[bool]:
-    prefix, text = _prefix(value)
-    rng = iv.date_range(text)
-    if rng is None:
-        raise incorrect(f"{location}: {value!r} is not a valid date", location)
-    sl, sh = rng
-    lo = func.coalesce(low_col, "0000")
-    hi = func.coalesce(high_col, "9999")
-    if prefix == "eq":
-        return and_(lo >= sl, hi <= sh)
-    if prefix == "ne":
-        return not_(and_(lo >= sl, hi <= sh))
-    if prefix == "gt":
-        return hi > sh
-    if prefix == "lt":
-        return lo < sl
-    if prefix == "ge":
-        return hi > sl
-    if prefix == "le":
-        return lo < sh
-    if prefix == "sa":
-        return lo >= sh
-    if prefix == "eb":
-        return hi <= sl
-    # ap: intersects the value widened by 10% of its distance from now (at least a day).
-    anchor = datetime.fromisoformat(sl)
-    gap = max(abs(_now() - anchor) * 0.1, timedelta(days=1))
-    wl = (anchor - gap).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
-    wh = (datetime.fromisoformat(sh) + gap).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
-    return and_(lo < wh, hi > wl)
-
-
-def _number_condition(col: Any, value: str, location: str) -> ColumnElement[bool]:
-    prefix, text = _prefix(value)
-    try:
-        d = Decimal(text)
-    except InvalidOperation:
-        raise incorrect(f"{location}: {value!r} is not a number", location) from None
-    low, high = iv.precision_range(d)
-    f, lo, hi = float(d), float(low), float(high)
-    return {
-        "eq": and_(col >= lo, col < hi),
-        "ne": not_(and_(col >= lo, col < hi)),
-        "gt": col > f,
-        "lt": col < f,
-        "ge": col >= f,
-        "le": col <= f,
-        "sa": col > f,
-        "eb": col < f,
-        "ap": and_(col >= f - abs(f) * 0.1, col <= f + abs(f) * 0.1),
-    }[prefix]
-
-
-class _Builder:
-    """Turns criteria into SQL conditions on `resources` rows of one type."""
-
-    def __init__(self, rtype: str) -> None:
-        self.rtype = rtype
-        self.defs = param_defs(rtype)
-
-    def ids_where(self, kind: str, param: str, cond: ColumnElement[bool] | None, rtype: str | None = None) -> Select:
-        t = INDEX_TABLES[kind]
-        where = [t.c.res_type == (rtype or self.rtype), t.c.param == param]
-        if cond is not None:
-            where.append(cond)
-        return select(t.c.res_id).where(*where)
-
-    def has_row(self, kind: str, param: str, cond: ColumnElement[bool] | None) -> ColumnElement[bool]:
-        """A probe for the current row: cheap per candidate through the (res_type, res_id, param) index."""
-        t = INDEX_TABLES[kind]
-        where = [t.c.res_type == self.rtype, t.c.res_id == resources.c.id, t.c.param == param]
-        if cond is not None:
-            where.append(cond)
-        return select(t.c.res_id).where(*where).exists()
-
-    def matches(self, kind: str, param: str, cond: ColumnElement[bool] | None, drive: bool) -> ColumnElement[bool]:
-        """The driving criterion selects ids from its index; the others probe each candidate."""
-        if drive:
-            return resources.c.id.in_(self.ids_where(kind, param, cond))
-        return self.has_row(kind, param, cond)
-
-    def criterion(self, crit: Criterion, drive: bool = True) -> ColumnElement[bool]:
-        if crit.name.startswith("_has"):
-            return self._has(crit)
-        if crit.name == "_id":
-            return resources.c.id.in_(crit.values)
-        if crit.name == "_lastUpdated":
-            return or_(*(_date_condition(resources.c.last_updated, resources.c.last_updated, v, "_lastUpdated")
-                         for v in crit.values))
-        d = self.defs[crit.name]
-        location = crit.name + (f":{crit.modifier}" if crit.modifier else "")
-        if crit.modifier == "missing":
-            kind = _kind(d)
-            present = resources.c.id.in_(self.ids_where(kind, d.code, None))
-            return not_(present) if crit.values == ["true"] else present
-        if crit.chain:
-            return self._chain(d, crit, location)
-        if d.type == "token" and crit.modifier == "not":
-            inner = Criterion(crit.name, None, None, crit.values)
-            return not_(self.criterion(inner))
-        if d.type == "composite":
-            return self._composite(d, crit, location)
-        kind = _kind(d)
-        conds = [self.value_condition(d, crit.modifier, v, location) for v in crit.values]
-        return self.matches(kind, d.code, or_(*conds), drive)
-
-    def value_condition(self, d: ParamDef, modifier: str | None, value: str, location: str) -> ColumnElement[bool]:
-        t = INDEX_TABLES[_kind(d)]
-        if d.type == "string":
-            folded = iv.fold(value)
-            if modifier == "exact":
-                return t.c.exact == value
-            if modifier == "contains":
-                return t.c.folded.like(f"%{_like(folded)}%", escape="\\")
-            if modifier not in (None, "text"):
-                raise incorrect(f"modifier :{modifier} is not supported on string parameters", location)
-            return t.c.folded.like(f"{_like(folded)}%", escape="\\")
-        if d.type == "token":
-            if modifier == "text":
-                return t.c.text.like(f"{_like(iv.fold(value))}%", escape="\\")
-            if modifier == "of-type":
-                parts = value.split("|")
-                if len(parts) != 3:
-                    raise incorrect(f"{location}: :of-type takes system|code|value", location)
-                return and_(t.c.code == parts[2])
-            if modifier not in (None,):
-                raise incorrect(f"modifier :{modifier} is not supported on token parameters", location)
-            if "|" in value:
-                system, code = value.split("|", 1)
-                if system == "":
-                    return and_(t.c.system.is_(None), t.c.code == code)
-                if code == "":
-                    return t.c.system == system
-                return and_(t.c.code == code, t.c.system == system)
-            return t.c.code == value
-        if d.type == "reference":
-            if modifier == "identifier":
-                if "|" in value:
-                    system, code = value.split("|", 1)
-                    return and_(t.c.ident_value == code, t.c.ident_system == system) if system else \
-                        t.c.ident_value == code
-                return t.c.ident_value == value
-            entry = iv.reference_entries(value)[0] if value else None
-            target = modifier if modifier and modifier[:1].isupper() else None
-            if modifier and target is None:
-                raise incorrect(f"modifier :{modifier} is not supported on reference parameters", location)
-            if entry is not None and entry.target_id is not None:
-                cond = t.c.target_id == entry.target_id
-                if entry.target_type:
-                    cond = and_(cond, t.c.target_type == entry.target_type)
-                return cond
-            if value.startswith(("http://", "https://", "urn:")):
-                return t.c.url == value
-            cond = t.c.target_id == value
-            return and_(cond, t.c.target_type == target) if target else cond
-        if d.type == "date":
-            return _date_condition(t.c.low, t.c.high, value, location)
-        if d.type == "number":
-            return _number_condition(t.c.value, value, location)
-        if d.type == "quantity":
-            parts = value.split("|")
-            number = parts[0]
-            system = parts[1] if len(parts) > 1 and parts[1] else None
-            code = parts[2] if len(parts) > 2 and parts[2] else None
-            prefix, text = _prefix(number)
-            if code:
-                try:
-                    cv, cc = iv.canonical_quantity(Decimal(text), system, code)
-                except InvalidOperation:
-                    raise incorrect(f"{location}: {value!r} is not a quantity", location) from None
-                if cc is not None and cv is not None:
-                    # Compare in the UCUM base unit, so 1.5 kg finds 1500 g.
-                    canon = _number_condition(t.c.canonical_value, prefix + format(cv, "f"), location)
-                    return and_(t.c.canonical_code == cc, canon)
-                cond = _number_condition(t.c.value, number, location)
-                cond = and_(cond, or_(t.c.code == code, t.c.unit == code))
-                return and_(cond, t.c.system == system) if system else cond
-            return _number_condition(t.c.value, number, location)
-        if d.type == "uri":
-            if modifier == "below":
-                return t.c.value.like(f"{_like(value)}%", escape="\\")
-            if modifier == "above":
-                return literal(value).like(t.c.value + "%")
-            return t.c.value == value
-        raise Anomaly(Category.INCORRECT, f"search on {d.type} parameter {d.code} is not supported", location=location)
-
-    def _chain(self, d: ParamDef, crit: Criterion, location: str) -> ColumnElement[bool]:
-        if d.type != "reference":
-            raise incorrect(f"{location}: only reference parameters can be chained", location)
-        targets = [crit.modifier] if crit.modifier else list(d.targets)
-        next_name, _, rest = (crit.chain or "").partition(".")
-        next_name, _, next_mod = next_name.partition(":")
-        t = INDEX_TABLES["reference"]
-        options = []
-        for target in targets:
-            if next_name not in param_defs(target) and next_name not in ("_id", "_lastUpdated"):
-                continue
-            sub = _Builder(target)
-            inner = sub.criterion(Criterion(next_name, next_mod or None, rest or None, crit.values))
-            matching = select(resources.c.id).where(resources.c.type == target, resources.c.deleted == false(), inner)
-            options.append(and_(t.c.target_type == target, t.c.target_id.in_(matching)))
-        if not options:
-            raise incorrect(f"{location}: no target type of {d.code} has a parameter {next_name!r}", location)
-        return resources.c.id.in_(self.ids_where("reference", d.code, or_(*options)))
-
-    def _has(self, crit: Criterion) -> ColumnElement[bool]:
-        # _has:Observation:patient:code=1234-5  (several _has levels may nest)
-        parts = crit.name.split(":", 3)
-        if len(parts) != 4:
-            raise incorrect(f"{crit.name}: _has takes _has:Type:reference:parameter", crit.name)
-        _, other, ref_param, rest = parts
-        if other not in r4().resource_types or ref_param not in param_defs(other):
-            raise incorrect(f"{crit.name}: {other}.{ref_param} is not a search parameter", crit.name)
-        sub = _Builder(other)
-        if rest.startswith("_has:"):
-            inner = sub._has(Criterion(rest, None, None, crit.values))
-        else:
-            name, _, mod = rest.partition(":")
-            if name not in param_defs(other) and name not in ("_id", "_lastUpdated"):
-                raise incorrect(f"{crit.name}: {other} has no search parameter {name!r}", crit.name)
-            inner = sub.criterion(Criterion(name, mod or None, None, _split_values(crit.values[0])))
-        matching = select(resources.c.id).where(resources.c.type == other, resources.c.deleted == false(), inner)
-        t = INDEX_TABLES["reference"]
-        referenced = select(t.c.target_id).where(
-            t.c.res_type == other, t.c.param == ref_param, t.c.target_type == self.rtype, t.c.res_id.in_(matching)
-        )
-        return resources.c.id.in_(referenced)
-
-    def _composite(self, d: ParamDef, crit: Criterion, location: str) -> ColumnElement[bool]:
-        parts = _composite_parts(d, self.rtype)
-        if not parts:
-            raise incorrect(f"{location}: composite parameter {d.code} is not supported", location)
-        conds = []
-        for value in crit.values:
-            pieces = value.split("$")
-            if len(pieces) != len(parts):
-                raise incorrect(f"{location}: {value!r} must have {len(parts)} parts separated by $", location)
-            # Each component matched on the same resource (not necessarily the same element instance).
-            conds.append(and_(*(
-                resources.c.id.in_(self.ids_where(_kind(p), p.code, self.value_condition(p, None, v, location)))
-                for p, v in zip(parts, pieces)
-            )))
-        return or_(*conds)
-
-
-def _kind(d: ParamDef) -> str:
-    if d.type not in INDEX_TABLES:
-        raise incorrect(f"search on {d.type} parameter {d.code} is not supported", d.code)
-    return d.type
-
-
-def _like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-# -------------------------------------------------------------------------------------------------------------
-# evaluation
-
-
 @dataclass(slots=True)
 class SearchResult:
     matches: list[Any]  # StoredResource
     included: list[Any]
     total: int | None
     next_cursor: str | None
-
-
-def _sort_key_column(b: _Builder, pname: str, desc: bool) -> Any:
-    if pname == "_id":
-        return resources.c.id
-    if pname == "_lastUpdated":
-        return resources.c.last_updated
-    d = b.defs[pname]
-    t = INDEX_TABLES[_kind(d)]
-    name = {
-        "string": "folded", "token": "code", "reference": "target_id", "uri": "value", "number": "value",
-        "quantity": "value", "date": "high" if desc else "low",
-    }[d.type]
-    col = t.c[name]
-    agg = func.max(col) if desc else func.min(col)
-    return (
-        select(agg)
-        .where(t.c.res_type == b.rtype, t.c.res_id == resources.c.id, t.c.param == d.code)
-        .scalar_subquery()
-    )
 
 
 # How selective a criterion usually is (lower: fewer matches); the most selective one drives the query.
@@ -552,64 +255,30 @@ def _rank(rtype: str, crit: Criterion) -> int:
     return _SELECTIVITY.get(d.type, 5) if d else 6
 
 
-def build_query(req: SearchRequest) -> tuple[Select, list[Any], ColumnElement[bool]]:
-    b = _Builder(req.rtype)
-    where: list[ColumnElement[bool]] = [resources.c.type == req.rtype, resources.c.deleted == false()]
+def build_query(req: SearchRequest) -> tuple[Sql, Sql, int]:
+    """(the page query, the match condition for counts, the number of sort-key columns)."""
+    b = SqlBuilder(req.rtype, param_defs)
+    where = [Sql("r.type = ? AND NOT r.deleted", [req.rtype])]
     driver = min(req.criteria, key=lambda c: _rank(req.rtype, c)) if req.criteria else None
     for crit in req.criteria:
         where.append(b.criterion(crit, drive=crit is driver))
     if req.compartment is not None:
-        where.append(compartment_condition(req.rtype, *req.compartment))
-    keys = [(_sort_key_column(b, p, desc), desc) for p, desc in req.sort]
-    keys.append((resources.c.id, False))
-    cond = and_(*where)
-    q = select(resources, *[k for k, _ in keys[:-1]]).where(cond)
+        where.append(compartment_sql("r", req.rtype, *req.compartment))
+    cond = all_of(where)
+    keys = [(b.sort_key(p, desc), desc) for p, desc in req.sort]
+    keys.append((Sql("r.id"), False))
+    page_where = [cond]
     if req.cursor is not None:
-        q = q.where(_after_cursor(keys, req.cursor))
-    # One NULL order on both backends: NULLs first ascending, last descending (what _after_cursor assumes).
-    order = [(k.desc().nulls_last() if desc else k.asc().nulls_first()) for k, desc in keys]
-    q = q.order_by(*order).limit(req.count + 1)
-    return q, keys, cond
-
-
-def _after_cursor(keys: list[tuple[Any, bool]], cursor: list[Any]) -> ColumnElement[bool]:
-    """Rows strictly after the cursor in (k1, k2, ..., id) order, each key ascending or descending."""
-    if len(cursor) != len(keys):
-        raise incorrect("_cursor does not belong to this search", "_cursor")
-    ors = []
-    for i, (col, desc) in enumerate(keys):
-        eqs = [_eq_nullable(keys[j][0], cursor[j]) for j in range(i)]
-        value = cursor[i]
-        if value is None:
-            # NULLs sort first ascending (SQLite, and PostgreSQL with NULLS FIRST below): after NULL is NOT NULL.
-            step = col.is_not(None) if not desc else false()
-        else:
-            step = or_(col < value, col.is_(None)) if desc else col > value
-        ors.append(and_(*eqs, step))
-    return or_(*ors)
-
-
-def _eq_nullable(col: Any, value: Any) -> ColumnElement[bool]:
-    return col.is_(None) if value is None else col == value
-
-
-def compartment_condition(rtype: str, ctype: str, cid: str) -> ColumnElement[bool]:
-    """Resources of rtype in the compartment ctype/cid (via the Patient CompartmentDefinition's parameters)."""
-    from sante.fhir.model import patient_compartment
-
-    if ctype != "Patient":
-        raise Anomaly(Category.UNSUPPORTED, f"the {ctype} compartment is not supported", location="compartment")
-    if rtype == "Patient":
-        return resources.c.id == cid
-    params = next((r.get("param", []) for r in patient_compartment()["resource"] if r["code"] == rtype), [])
-    if not params:
-        return false()
-    t = INDEX_TABLES["reference"]
-    return resources.c.id.in_(
-        select(t.c.res_id).where(
-            t.c.res_type == rtype, t.c.param.in_(params), t.c.target_type == "Patient", t.c.target_id == cid
-        )
-    )
+        page_where.append(after_cursor(keys, req.cursor))
+    select_keys = "".join(f", {k.text} AS k{n}" for n, (k, _) in enumerate(keys[:-1]))
+    # One NULL order on both backends: NULLs first ascending, last descending (what after_cursor assumes).
+    order = ", ".join(f"{k.text} {'DESC NULLS LAST' if desc else 'ASC NULLS FIRST'}" for k, desc in keys)
+    params = [v for k, _ in keys[:-1] for v in k.params]
+    params += [v for w in page_where for v in w.params]
+    params += [v for k, _ in keys for v in k.params]
+    text = (f"SELECT r.type, r.id, r.version, r.seq, r.last_updated, r.deleted, r.content{select_keys} "
+            f"FROM resources r WHERE {' AND '.join(w.text for w in page_where)} ORDER BY {order} LIMIT ?")
+    return Sql(text, [*params, req.count + 1]), cond, len(keys) - 1
 
 
 def encode_cursor(values: list[Any]) -> str:
@@ -629,21 +298,22 @@ def run_search(tx: Any, req: SearchRequest) -> SearchResult:
     from sante.store.repository import _row
 
     conn = tx.conn
+    dialect = conn.dialect.name
     total = None
-    q, _keys, cond = build_query(req)
+    page, cond, nkeys = build_query(req)
     if req.total == "accurate" or req.summary == "count":
-        total = conn.execute(select(func.count()).select_from(resources).where(cond)).scalar_one()
+        count_sql = f"SELECT count(*) FROM resources r WHERE {cond.text}"
+        total = conn.exec_driver_sql(for_dialect(count_sql, dialect), tuple(cond.params)).scalar_one()
     if req.summary == "count":
         return SearchResult([], [], total, None)
-    rows = conn.execute(q).all()
+    rows = conn.exec_driver_sql(for_dialect(page.text, dialect), tuple(page.params)).all()
     more = len(rows) > req.count
     rows = rows[: req.count]
     matches = [_row(r) for r in rows]
     cursor = None
     if more and rows:
         last = rows[-1]
-        extra = list(last[len(resources.columns):])
-        cursor = encode_cursor([*extra, last._mapping["id"]])
+        cursor = encode_cursor([*last[7:7 + nkeys], last[1]])
     if total is None and req.total == "estimate" and not more and req.cursor is None:
         total = len(matches)
     included = _includes(conn, req, matches) if (req.include or req.revinclude) and matches else []
