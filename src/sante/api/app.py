@@ -117,6 +117,9 @@ def _write_response(request: Request, stored: StoredResource, status: int) -> Re
 
 def _read_response(request: Request, stored: StoredResource) -> Response:
     headers = {"ETag": stored.etag, "Last-Modified": stored.last_updated}
+    if request.query_params.get("_pretty") != "true" and stored.content is not None:
+        # The stored JSON is already the response body: no parse and re-serialise.
+        return Response(stored.content, status_code=200, media_type=FHIR_JSON, headers=headers)
     return fhir_response(request, stored.resource, 200, headers)
 
 
@@ -184,15 +187,6 @@ def _search_response(
     with repo.reader() as tx:
         result = run_search(tx, req)
     base = str(request.base_url).rstrip("/") + "/fhir"
-    entries = [
-        {"fullUrl": f"{base}/{m.type}/{m.id}", "resource": subset(m.resource, req.summary, req.elements),
-         "search": {"mode": "match"}}
-        for m in result.matches
-    ]
-    entries += [
-        {"fullUrl": f"{base}/{m.type}/{m.id}", "resource": m.resource, "search": {"mode": "include"}}
-        for m in result.included
-    ]
     self_url = str(request.url)
     links = [{"relation": "self", "url": self_url}]
     if result.next_cursor:
@@ -200,12 +194,30 @@ def _search_response(
         path = request.url.path.removesuffix("/_search")
         links.append({"relation": "next", "url": f"{request.url.scheme}://{request.url.netloc}{path}?"
                                                  f"{urlencode(params)}"})
-    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    head: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if result.total is not None:
-        bundle["total"] = result.total
-    bundle["link"] = links
-    bundle["entry"] = entries
-    return fhir_response(request, bundle)
+        head["total"] = result.total
+    head["link"] = links
+    reshaped = req.summary is not None or req.elements or request.query_params.get("_pretty") == "true"
+    if reshaped:
+        entries = [
+            {"fullUrl": f"{base}/{m.type}/{m.id}", "resource": subset(m.resource, req.summary, req.elements),
+             "search": {"mode": "match"}}
+            for m in result.matches
+        ] + [
+            {"fullUrl": f"{base}/{m.type}/{m.id}", "resource": m.resource, "search": {"mode": "include"}}
+            for m in result.included
+        ]
+        return fhir_response(request, {**head, "entry": entries})
+    # The stored JSON of each resource is spliced into the Bundle as it is: no parse and re-serialise.
+    parts = [
+        b'{"fullUrl":' + orjson.dumps(f"{base}/{m.type}/{m.id}") + b',"resource":' + (m.content or b"null")
+        + (b',"search":{"mode":"match"}}' if mode == "match" else b',"search":{"mode":"include"}}')
+        for mode, ms in (("match", result.matches), ("include", result.included))
+        for m in ms
+    ]
+    body = orjson.dumps(head)[:-1] + b',"entry":[' + b",".join(parts) + b"]}"
+    return Response(body, media_type=FHIR_JSON)
 
 
 def _matching_ids(tx: Transaction, rtype: str, query: str, location: str) -> list[str]:
