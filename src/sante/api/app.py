@@ -22,11 +22,11 @@ from sante.fhir.model import r4
 from sante.fhir.patch import PatchError, apply_fhirpath_patch
 from sante.fhir.subset import subset
 from sante.settings import Settings
-from sante.store import Repository, StoredResource, Transaction
+from sante.store import Repository, StoredResource
 from sante.store.bundles import process_bundle
 from sante.store.index_values import date_range
 from sante.store.repository import new_id
-from sante.store.search import parse_search, run_search
+from sante.store.search import matching_ids, parse_search, run_search
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 ETAG_RE = re.compile(r'^(?:W/)?"?(\d+)"?$')
@@ -220,14 +220,6 @@ def _search_response(
     return Response(body, media_type=FHIR_JSON)
 
 
-def _matching_ids(tx: Transaction, rtype: str, query: str, location: str) -> list[str]:
-    req = parse_search(rtype, parse_qsl(query, keep_blank_values=True), strict=True)
-    if not req.criteria:
-        raise incorrect(f"{location} needs at least one search parameter", location)
-    req.count = 2
-    return [m.id for m in run_search(tx, req).matches]
-
-
 def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any]:
     """RFC 6902 JSON Patch; a bad patch is a 422 naming the failing operation."""
     import jsonpatch
@@ -307,7 +299,7 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
         condition = request.headers.get("if-none-exist")
         with repo.transaction() as tx:
             if condition:
-                found = _matching_ids(tx, rtype, condition, "If-None-Exist")
+                found = matching_ids(tx, rtype, condition, "If-None-Exist")
                 if len(found) > 1:
                     raise Anomaly(Category.PRECONDITION_FAILED, f"If-None-Exist matches {len(found)} {rtype}",
                                   location="If-None-Exist")
@@ -324,7 +316,7 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
         if not query:
             raise incorrect("PUT on a type needs search parameters (conditional update)")
         with repo.transaction() as tx:
-            found = _matching_ids(tx, rtype, query, "url")
+            found = matching_ids(tx, rtype, query, "url")
             if len(found) > 1:
                 raise Anomaly(Category.PRECONDITION_FAILED, f"conditional update matches {len(found)} {rtype}")
             if found and resource.get("id") not in (None, found[0]):
@@ -340,7 +332,7 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
         if not query:
             raise incorrect("DELETE on a type needs search parameters (conditional delete)")
         with repo.transaction() as tx:
-            found = _matching_ids(tx, rtype, query, "url")
+            found = matching_ids(tx, rtype, query, "url")
             if len(found) > 1:
                 raise Anomaly(Category.PRECONDITION_FAILED, f"conditional delete matches {len(found)} {rtype}")
             deleted = tx.delete(rtype, found[0]) if found else None

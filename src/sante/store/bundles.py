@@ -15,13 +15,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
 
 from sante.anomaly import Anomaly, Category, Problem, incorrect, outcome_for
 from sante.fhir.model import r4
 from sante.store.indexer import index_rows
 from sante.store.repository import IndexRows, Repository, StoredResource, Transaction, new_id
-from sante.store.search import parse_search, run_search
+from sante.store.search import matching_ids
 from sante.store.validation import check_resource
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -215,14 +214,6 @@ def prepare_bundle(bundle: Any) -> PreparedBundle:
 # commit (one database transaction)
 
 
-def _search_ids(tx: Transaction, rtype: str, query: str, location: str) -> list[str]:
-    req = parse_search(rtype, parse_qsl(query, keep_blank_values=True), strict=True)
-    if not req.criteria:
-        raise incorrect(f"{rtype}?{query}: a condition needs at least one search parameter", location)
-    req.count = 2
-    return [m.id for m in run_search(tx, req).matches]
-
-
 def _response(stored: StoredResource | None, status: str, resource: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"response": {"status": status}}
     if stored is not None:
@@ -255,7 +246,7 @@ def _resolve_conditions(tx: Transaction, prepared: PreparedBundle) -> dict[str, 
         if p.method != "POST" or not p.if_none_exist or p.same_as is not None:
             continue
         loc = f"Bundle.entry[{p.index}].request.ifNoneExist"
-        found = _search_ids(tx, p.rtype, p.if_none_exist, loc)
+        found = matching_ids(tx, p.rtype, p.if_none_exist, loc)
         if len(found) > 1:
             raise Anomaly(Category.PRECONDITION_FAILED, f"ifNoneExist matches several {p.rtype}", location=loc)
         predicted = p.rid or ""
@@ -281,7 +272,7 @@ def commit_transaction(tx: Transaction, prepared: PreparedBundle) -> list[dict[s
             if "?" in ref and not ref.startswith(("http://", "https://")):
                 if ref not in cache:
                     rtype, query = ref.split("?", 1)
-                    found = _search_ids(tx, rtype, query, "reference")
+                    found = matching_ids(tx, rtype, query, "reference")
                     if len(found) != 1:
                         raise Anomaly(Category.PRECONDITION_FAILED,
                                       f"conditional reference {ref} matches {len(found)} resources (needs one)")
@@ -321,7 +312,7 @@ def _commit_one(tx: Transaction, p: PreparedEntry) -> dict[str, Any]:
         rid = p.rid
         if p.query is not None:
             loc = f"Bundle.entry[{p.index}].request.url"
-            found = _search_ids(tx, p.rtype, p.query, loc)
+            found = matching_ids(tx, p.rtype, p.query, loc)
             if len(found) > 1:
                 raise Anomaly(Category.PRECONDITION_FAILED, f"conditional update matches several {p.rtype}",
                               location=loc)
@@ -329,7 +320,7 @@ def _commit_one(tx: Transaction, p: PreparedEntry) -> dict[str, Any]:
         stored, created = tx.update(p.resource or {}, rid or "", if_match=p.if_match, index=p.rows, checked=True)
         return _response(stored, "201 Created" if created else "200 OK")
     if p.method == "DELETE":
-        ids = [p.rid] if p.rid else _search_ids(tx, p.rtype, p.query or "", f"Bundle.entry[{p.index}].request.url")
+        ids = [p.rid] if p.rid else matching_ids(tx, p.rtype, p.query or "", f"Bundle.entry[{p.index}].request.url")
         if len(ids) > 1:
             raise Anomaly(Category.PRECONDITION_FAILED, f"conditional delete matches several {p.rtype}",
                           location=f"Bundle.entry[{p.index}].request.url")
@@ -338,7 +329,7 @@ def _commit_one(tx: Transaction, p: PreparedEntry) -> dict[str, Any]:
     if p.method == "POST":  # a batch entry
         if p.if_none_exist:
             loc = f"Bundle.entry[{p.index}].request.ifNoneExist"
-            found = _search_ids(tx, p.rtype, p.if_none_exist, loc)
+            found = matching_ids(tx, p.rtype, p.if_none_exist, loc)
             if len(found) > 1:
                 raise Anomaly(Category.PRECONDITION_FAILED, f"ifNoneExist matches several {p.rtype}", location=loc)
             if found:

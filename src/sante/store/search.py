@@ -12,6 +12,7 @@ import base64
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from sqlalchemy import (
@@ -320,6 +321,18 @@ def run_search(tx: Any, req: SearchRequest) -> SearchResult:
     return SearchResult(matches, included, total, cursor)
 
 
+def matching_ids(tx: Any, rtype: str, query: str, location: str) -> list[str]:
+    """Ids of the (at most two) resources a condition such as `identifier=sys|123` matches: for conditional
+    create, update, delete and references, where one match is expected and two mean 412."""
+    if rtype not in r4().resource_types:
+        raise incorrect(f"{rtype!r} is not a resource type", location)
+    req = parse_search(rtype, parse_qsl(query, keep_blank_values=True), strict=True)
+    if not req.criteria:
+        raise incorrect(f"{rtype}?{query}: a condition needs at least one search parameter", location)
+    req.count = 2
+    return [m.id for m in run_search(tx, req).matches]
+
+
 def _includes(conn: Any, req: SearchRequest, matches: list[Any]) -> list[Any]:
     from sante.store.repository import _row
 
@@ -373,4 +386,7 @@ def _fetch(conn: Any, pairs: set[tuple[str, str]], row: Any) -> list[Any]:
     return out
 
 
-__all__ = ["SearchRequest", "SearchResult", "decode_cursor", "encode_cursor", "param_defs", "parse_search", "run_search"]
+__all__ = [
+    "SearchRequest", "SearchResult", "decode_cursor", "encode_cursor", "matching_ids", "param_defs", "parse_search",
+    "run_search",
+]
