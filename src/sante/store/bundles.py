@@ -12,14 +12,18 @@ Processing is split in two so a bulk load can use both cores:
 
 from __future__ import annotations
 
+import pickle
 import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
+
+import orjson
 
 from sante.anomaly import Anomaly, Category, Problem, incorrect, outcome_for
 from sante.fhir.model import r4
 from sante.store.indexer import index_rows
-from sante.store.repository import IndexRows, Repository, StoredResource, Transaction, new_id
+from sante.store.repository import IndexRows, Repository, StoredResource, Transaction, new_id, split_body
 from sante.store.search import matching_ids
 from sante.store.validation import check_resource
 
@@ -39,6 +43,26 @@ class PreparedEntry:
     resource: dict[str, Any] | None = None
     rows: IndexRows | None = None
     same_as: int | None = None  # a repeated conditional create: answered like entry `same_as`
+    body: tuple[dict[str, Any], bytes] | None = None  # a POST's resource as split_body parts, on the wire
+
+    def materialize(self) -> None:
+        """The resource as a dict again (after crossing processes as bytes), for the rare edits at commit."""
+        if self.body is not None:
+            meta, body = self.body
+            resource = {"resourceType": self.rtype, **({"meta": meta} if meta else {}), **orjson.loads(body)}
+            self.resource, self.body = resource, None
+
+    def new_resource(self) -> Any:
+        """What create_many takes: the dict, or the (type, meta, body) parts as they came."""
+        if self.body is not None:
+            return (self.rtype, self.body[0], self.body[1])
+        return self.resource or {}
+
+
+def _wire_rows(rows: IndexRows | None) -> Any:
+    if rows is None:
+        return None
+    return {k: [[float(v) if isinstance(v, Decimal) else v for v in row] for row in r] for k, r in rows.items() if r}
 
 
 @dataclass(slots=True)
@@ -46,6 +70,21 @@ class PreparedBundle:
     type: str
     entries: list[PreparedEntry] = field(default_factory=list)
     conditional_refs: bool = False  # references like Patient?identifier=... wait for the database
+
+    def to_bytes(self) -> bytes:
+        """A compact form for passing between processes: new resources travel as their serialised body (made
+        once, here), so the committing process never parses them unless a reference must be re-pointed."""
+        entries = []
+        for e in self.entries:
+            body = split_body(e.resource) if e.method == "POST" and e.resource is not None else None
+            entries.append((e.index, e.method, e.rtype, e.rid, e.query, e.if_none_exist, e.if_match,
+                            None if body else e.resource, _wire_rows(e.rows), e.same_as, body))
+        return pickle.dumps((self.type, self.conditional_refs, entries), protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PreparedBundle:
+        btype, conditional_refs, entries = pickle.loads(data)
+        return cls(btype, [PreparedEntry(*e) for e in entries], conditional_refs)
 
 
 def _entry_error(i: int, message: str, field_: str = "request") -> Anomaly:
@@ -281,6 +320,7 @@ def commit_transaction(tx: Transaction, prepared: PreparedBundle) -> list[dict[s
             return None
 
         for p in prepared.entries:
+            p.materialize()
             if p.resource is not None and rewrite_references(p.resource, resolve):
                 p.rows = index_rows(p.resource)
 
@@ -294,7 +334,7 @@ def commit_transaction(tx: Transaction, prepared: PreparedBundle) -> list[dict[s
         except Anomaly as a:
             raise _locate(a, p.index) from None
     creates = [p for p in prepared.entries if p.method == "POST" and p.same_as is None]
-    stored = tx.create_many([(p.resource or {}, p.rid or new_id(), p.rows or {}) for p in creates])
+    stored = tx.create_many([(p.new_resource(), p.rid or new_id(), p.rows or {}) for p in creates])
     for p, s in zip(creates, stored):
         results[p.index] = _response(s, "201 Created")
     for p in prepared.entries:
@@ -308,6 +348,7 @@ def commit_transaction(tx: Transaction, prepared: PreparedBundle) -> list[dict[s
 
 
 def _commit_one(tx: Transaction, p: PreparedEntry) -> dict[str, Any]:
+    p.materialize()
     if p.method == "PUT":
         rid = p.rid
         if p.query is not None:

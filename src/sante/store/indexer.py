@@ -98,6 +98,8 @@ def params_for(rtype: str) -> tuple[IndexedParam, ...]:
         expression = sp.get("expression")
         if kind is None or not expression or not bases.intersection(sp.get("base", ())):
             continue
+        if sp["code"] == "_id":
+            continue  # searched on resources.id itself; an index row would only cost writes
         mine = expression_for_type(expression, rtype)
         if mine is None:
             continue

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from sante.anomaly import Anomaly
-from sante.store.bundles import PreparedBundle, prepare_bundle, process_bundle
+from sante.store.bundles import PreparedBundle, commit_transaction, prepare_bundle, process_bundle
 from sante.store.repository import Repository
 
 SHARED_TYPES = ("Organization", "Practitioner", "Location", "Medication", "PractitionerRole")
@@ -91,12 +91,9 @@ def prepare_document(doc: Any) -> PreparedBundle:
     return prepare_bundle(_as_transaction(doc))
 
 
-def load_document(repo: Repository, doc: Any) -> int:
-    """Store one parsed document; returns the number of resources written."""
-    return len(process_bundle(repo, doc, prepare_document(doc))["entry"])
-
-
-Prepared = list[tuple[str, PreparedBundle | str]]  # (where, prepared or the error message)
+# (where, the prepared Bundle as bytes, or the error message): bytes cross process boundaries cheaply.
+Prepared = list[tuple[str, bytes | str]]
+GROUP_RESOURCES = 2000  # transaction Bundles committed together (one fsync) up to about this many resources
 
 
 def prepare_file(path: Path) -> tuple[Path, Prepared]:
@@ -105,7 +102,7 @@ def prepare_file(path: Path) -> tuple[Path, Prepared]:
     try:
         for where, doc in _documents(path):
             try:
-                out.append((where, prepare_document(doc)))
+                out.append((where, prepare_document(doc).to_bytes()))
             except Anomaly as a:
                 out.append((where, f"{a.location + ': ' if a.location else ''}{a.message}"))
             except ValueError as e:
@@ -115,8 +112,85 @@ def prepare_file(path: Path) -> tuple[Path, Prepared]:
     return path, out
 
 
-def _commit(repo: Repository, prepared: PreparedBundle) -> int:
-    return len(process_bundle(repo, None, prepared)["entry"])
+def _failure(where: str, a: Anomaly) -> str:
+    return f"{where}: {a.location + ': ' if a.location else ''}{a.message}"
+
+
+class _Committer:
+    """Commits prepared documents in groups: one database transaction (one fsync) for several transaction
+    Bundles, each still all-or-nothing: if a group fails it is rolled back and its Bundles retried one by one.
+    Files are reported to on_file only once everything they hold is committed."""
+
+    def __init__(self, repo: Repository, summary: LoadSummary, on_file: Any, group_resources: int) -> None:
+        self.repo, self.summary, self.on_file = repo, summary, on_file
+        self.group_resources = group_resources
+        self.docs: list[tuple[str, bytes]] = []  # (where, prepared bytes) waiting for the group commit
+        self.files: list[tuple[Path, list[tuple[str, bytes]], bool]] = []  # (path, its docs, failed already)
+        self.size = 0
+
+    def add(self, path: Path, prepared: Prepared) -> None:
+        docs, failed = [], False
+        for where, item in prepared:
+            if isinstance(item, str):
+                self.summary.failures.append(f"{where}: {item}")
+                failed = True
+            else:
+                docs.append((where, item))
+                self.size += item.count(b'"resourceType"')  # roughly the resources it holds
+        self.files.append((path, docs, failed))
+        if self.size >= self.group_resources:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.files:
+            return
+        docs = [d for _, file_docs, _ in self.files for d in file_docs]
+        written: dict[str, int] = {}
+        failed: set[str] = set()
+        try:
+            with self.repo.transaction() as tx:
+                for where, data in docs:
+                    prepared = PreparedBundle.from_bytes(data)
+                    if prepared.type != "transaction":
+                        raise _NotGroupable
+                    written[where] = len(commit_transaction(tx, prepared))
+        except (Anomaly, _NotGroupable):
+            written.clear()
+            for where, data in docs:  # one by one, from fresh copies: committing mutates a prepared Bundle
+                before = len(self.summary.failures)
+                try:
+                    written[where] = _commit(self.repo, PreparedBundle.from_bytes(data), where,
+                                             self.summary.failures)
+                except Anomaly as a:
+                    self.summary.failures.append(_failure(where, a))
+                if len(self.summary.failures) > before:
+                    failed.add(where)
+        for path, file_docs, failed_before in self.files:
+            n = sum(written.get(where, 0) for where, _ in file_docs)
+            self.summary.files += 1
+            self.summary.resources += n
+            if self.on_file:
+                self.on_file(path, n, failed_before or any(where in failed for where, _ in file_docs))
+        self.files, self.size = [], 0
+
+
+class _NotGroupable(Exception):
+    """A batch Bundle: its entries commit one by one, never inside a group."""
+
+
+def _commit(repo: Repository, prepared: PreparedBundle, where: str = "", failures: list[str] | None = None) -> int:
+    """Commit one prepared document; a batch's failing entries go to `failures` (a batch never raises)."""
+    entries = process_bundle(repo, None, prepared)["entry"]
+    written = 0
+    for i, e in enumerate(entries):
+        response = e.get("response", {})
+        if str(response.get("status", "")).startswith("2"):
+            written += 1
+        elif failures is not None:
+            issue = (response.get("outcome") or {}).get("issue", [{}])[0]
+            loc = (issue.get("expression") or [f"Bundle.entry[{i}]"])[0]
+            failures.append(f"{where}: {loc}: {issue.get('diagnostics', 'failed')}")
+    return written
 
 
 def load_paths(
@@ -124,12 +198,13 @@ def load_paths(
     paths: list[Path],
     on_file: Callable[[Path, int, bool], None] | None = None,
     workers: int | None = None,
+    group_resources: int = GROUP_RESOURCES,
 ) -> LoadSummary:
     """Load every FHIR file under paths; a failing document is reported and the rest goes on.
 
     Files are read, validated and indexed in `workers` processes (default: one per core beyond the writer,
-    at least one) while this process commits each file's transactions in order; a file is reported to
-    `on_file` only after its commits.
+    at least one) while this process commits them in order, several transaction Bundles per database
+    transaction; a file is reported to `on_file` only after its commit.
     """
     files = fhir_files(paths)
     summary = LoadSummary()
@@ -140,24 +215,11 @@ def load_paths(
     else:
         pool = multiprocessing.get_context("spawn").Pool(n)
         results = pool.imap(prepare_file, files, chunksize=1)
+    committer = _Committer(repo, summary, on_file, group_resources)
     try:
         for path, prepared in results:
-            written = 0
-            failed = False
-            for where, item in prepared:
-                if isinstance(item, str):
-                    summary.failures.append(f"{where}: {item}")
-                    failed = True
-                    continue
-                try:
-                    written += _commit(repo, item)
-                except Anomaly as a:
-                    summary.failures.append(f"{where}: {a.location + ': ' if a.location else ''}{a.message}")
-                    failed = True
-            summary.files += 1
-            summary.resources += written
-            if on_file:
-                on_file(path, written, failed)
+            committer.add(path, prepared)
+        committer.flush()
     finally:
         if pool is not None:
             pool.terminate()

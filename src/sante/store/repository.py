@@ -71,6 +71,19 @@ def _stamp(resource: dict[str, Any], rid: str, version: int, last_updated: str) 
     return orjson.dumps(body)
 
 
+def split_body(resource: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """(the client's meta, the JSON of everything but resourceType/id/meta): what stamp_body needs later."""
+    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+    return meta, orjson.dumps({k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")})
+
+
+def stamp_body(rtype: str, rid: str, version: int, last_updated: str, meta: dict[str, Any], body: bytes) -> bytes:
+    """The same bytes as _stamp, assembled from split_body's parts without parsing the resource again."""
+    head = (b'{"resourceType":' + orjson.dumps(rtype) + b',"id":' + orjson.dumps(rid) + b',"meta":'
+            + orjson.dumps({**meta, "versionId": str(version), "lastUpdated": last_updated}))
+    return head + b"}" if body == b"{}" else head + b"," + body[1:]
+
+
 def _row(r: Any) -> StoredResource:
     m = r._mapping
     return StoredResource(
@@ -222,8 +235,9 @@ class Transaction:
             self._insert_index(rtype, rid, index if index is not None else _index_rows(resource))
         return StoredResource(rtype, rid, version, ts, deleted, content, seq, method)
 
-    def create_many(self, items: list[tuple[dict[str, Any], str, IndexRows]]) -> list[StoredResource]:
-        """Create many new resources (resource, fresh id, index rows) with a few batched statements.
+    def create_many(self, items: list[tuple[Any, str, IndexRows]]) -> list[StoredResource]:
+        """Create many new resources with a few batched statements. Each item is (resource, fresh id, index rows),
+        where the resource is a dict or, already serialised by split_body, a (type, meta, body) tuple.
 
         The ids must be new (server-assigned); this is the bulk path of transaction Bundles and loads.
         """
@@ -234,9 +248,13 @@ class Transaction:
         history, current, out = [], [], []
         index: dict[str, list[tuple[Any, ...]]] = {}
         for n, (resource, rid, rows) in enumerate(items):
-            rtype = resource["resourceType"]
             seq = seqs[n]
-            content = _stamp(resource, rid, 1, ts)
+            if type(resource) is tuple:
+                rtype = resource[0]
+                content = stamp_body(rtype, rid, 1, ts, resource[1], resource[2])
+            else:
+                rtype = resource["resourceType"]
+                content = _stamp(resource, rid, 1, ts)
             history.append((seq, rtype, rid, 1, ts, "POST", False, content))
             current.append((rtype, rid, 1, seq, ts, False, content))
             for kind, krows in rows.items():
