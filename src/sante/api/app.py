@@ -261,9 +261,17 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
 
     register_operations(app, repo, data_dir or Settings.from_env().data_dir)
 
+    capability_bytes: dict[str, bytes] = {}
+
     @app.get("/fhir/metadata")
     async def metadata(request: Request) -> Response:
-        return fhir_response(request, capability_statement(str(request.base_url).rstrip("/") + "/fhir"))
+        base = str(request.base_url).rstrip("/") + "/fhir"
+        if request.query_params.get("_pretty") == "true":
+            return fhir_response(request, capability_statement(base))
+        body = capability_bytes.get(base)
+        if body is None:  # the statement only changes with the code: serialise it once per base URL
+            body = capability_bytes[base] = orjson.dumps(capability_statement(base))
+        return Response(body, media_type=FHIR_JSON)
 
     @app.post("/fhir")
     async def transaction(request: Request) -> Response:

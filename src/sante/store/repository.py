@@ -98,6 +98,12 @@ def _row(r: Any) -> StoredResource:
     )
 
 
+_CURRENT = "SELECT type, id, version, seq, last_updated, deleted, content FROM resources WHERE type = ? AND id = ?"
+_CURRENT_FOR_UPDATE = _CURRENT + " FOR UPDATE"
+_VERSION = ("SELECT seq, type, id, version, last_updated, method, deleted, content FROM resource_history "
+            "WHERE type = ? AND id = ? AND version = ?")
+
+
 class Transaction:
     """Reads and writes inside one database transaction (see Repository.transaction)."""
 
@@ -106,12 +112,14 @@ class Transaction:
         self._for_update = for_update
 
     # -- reads ------------------------------------------------------------------------------------------------
+    def _sql(self, text: str) -> str:
+        return text if self.conn.dialect.name == "sqlite" else text.replace("?", "%s")
+
     def current(self, rtype: str, rid: str) -> StoredResource | None:
         """The current version (possibly a deletion), or None if the resource never existed."""
-        q = select(resources).where(and_(resources.c.type == rtype, resources.c.id == rid))
-        if self._for_update:
-            q = q.with_for_update()
-        r = self.conn.execute(q).first()
+        # Plain SQL on the hottest path: building the statement object would cost ten times the query.
+        sql = _CURRENT_FOR_UPDATE if self._for_update else _CURRENT
+        r = self.conn.exec_driver_sql(self._sql(sql), (rtype, rid)).first()
         return _row(r) if r else None
 
     def read(self, rtype: str, rid: str) -> StoredResource:
@@ -123,10 +131,7 @@ class Transaction:
         return cur
 
     def vread(self, rtype: str, rid: str, version: int) -> StoredResource:
-        h = resource_history.c
-        r = self.conn.execute(
-            select(resource_history).where(and_(h.type == rtype, h.id == rid, h.version == version))
-        ).first()
+        r = self.conn.exec_driver_sql(self._sql(_VERSION), (rtype, rid, version)).first()
         if r is None:
             raise Anomaly(Category.NOT_FOUND, f"{rtype}/{rid} has no version {version}")
         row = _row(r)
