@@ -15,15 +15,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from sqlalchemy import (
-    false,
-    select,
-)
 
 from sante.anomaly import incorrect
 from sante.fhir.model import r4, search_parameters
 from sante.store import index_values as iv
-from sante.store.schema import INDEX_TABLES, resources
 from sante.store.search_sql import Sql, SqlBuilder, after_cursor, all_of, compartment_sql, for_dialect
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
@@ -248,8 +243,12 @@ _SELECTIVITY = {"_id": 0, "reference": 1, "token": 2, "string": 3, "uri": 3, "qu
 
 
 def _rank(rtype: str, crit: Criterion) -> int:
-    if crit.name.startswith("_has") or crit.modifier in ("missing", "not") or crit.chain:
-        return 6 if crit.modifier in ("missing", "not") else 3
+    if crit.modifier in ("missing", "not"):
+        return 6
+    if crit.chain:
+        return 1  # a chain usually names one target (a patient by name or identifier): few matches
+    if crit.name.startswith("_has"):
+        return 3
     if crit.name in _SELECTIVITY:
         return _SELECTIVITY[crit.name]
     d = param_defs(rtype).get(crit.name)
@@ -333,41 +332,43 @@ def matching_ids(tx: Any, rtype: str, query: str, location: str) -> list[str]:
     return [m.id for m in run_search(tx, req).matches]
 
 
-def _includes(conn: Any, req: SearchRequest, matches: list[Any]) -> list[Any]:
-    from sante.store.repository import _row
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
 
-    t = INDEX_TABLES["reference"]
+
+def _includes(conn: Any, req: SearchRequest, matches: list[Any]) -> list[Any]:
+    """_include / _revinclude (with :iterate, bounded to a few rounds), deduplicated against the matches."""
+    dialect = conn.dialect.name
     seen = {(m.type, m.id) for m in matches}
     out: list[Any] = []
     frontier = list(matches)
-    for _round in range(4):  # :iterate is bounded to a few levels
-        found = []
+    for _round in range(4):
+        pairs: set[tuple[str, str]] = set()
         for src_type, param, target, _it in req.include:
             ids = [m.id for m in frontier if m.type == src_type]
             if not ids:
                 continue
-            q = select(t.c.target_type, t.c.target_id).where(t.c.res_type == src_type, t.c.res_id.in_(ids))
+            sql = f"SELECT target_type, target_id FROM idx_reference WHERE res_type = ? AND res_id IN ({_marks(len(ids))})"
+            params: list[Any] = [src_type, *ids]
             if param != "*":
-                q = q.where(t.c.param == param)
+                sql, params = sql + " AND param = ?", [*params, param]
             if target:
-                q = q.where(t.c.target_type == target)
-            pairs = {(a, b) for a, b in conn.execute(q) if a and b}
-            found += _fetch(conn, pairs - seen, _row)
+                sql, params = sql + " AND target_type = ?", [*params, target]
+            pairs |= {(a, b) for a, b in conn.exec_driver_sql(for_dialect(sql, dialect), tuple(params)) if a and b}
         for src_type, param, target, _it in req.revinclude:
             by_type: dict[str, list[str]] = {}
             for m in frontier:
                 if target is None or m.type == target:  # _revinclude=Type:param:Target narrows the targets
                     by_type.setdefault(m.type, []).append(m.id)
             for mtype, ids in by_type.items():
-                q = select(t.c.res_type, t.c.res_id).where(
-                    t.c.res_type == src_type, t.c.target_type == mtype, t.c.target_id.in_(ids)
-                )
+                sql = (f"SELECT res_type, res_id FROM idx_reference WHERE res_type = ? AND target_type = ? "
+                       f"AND target_id IN ({_marks(len(ids))})")
+                params = [src_type, mtype, *ids]
                 if param != "*":
-                    q = q.where(t.c.param == param)
-                pairs = {(a, b) for a, b in conn.execute(q)}
-                found += _fetch(conn, pairs - seen, _row)
-        for f in found:
-            seen.add((f.type, f.id))
+                    sql, params = sql + " AND param = ?", [*params, param]
+                pairs |= set(conn.exec_driver_sql(for_dialect(sql, dialect), tuple(params)))
+        found = _fetch(conn, pairs - seen)
+        seen |= {(f.type, f.id) for f in found}
         out += found
         if not found or not req.iterate:
             break
@@ -375,14 +376,17 @@ def _includes(conn: Any, req: SearchRequest, matches: list[Any]) -> list[Any]:
     return out
 
 
-def _fetch(conn: Any, pairs: set[tuple[str, str]], row: Any) -> list[Any]:
-    out = []
+def _fetch(conn: Any, pairs: set[tuple[str, str]]) -> list[Any]:
+    from sante.store.repository import _row
+
     by_type: dict[str, list[str]] = {}
     for a, b in pairs:
         by_type.setdefault(a, []).append(b)
-    for rtype, ids in by_type.items():
-        q = select(resources).where(resources.c.type == rtype, resources.c.id.in_(ids), resources.c.deleted == false())
-        out += [row(r) for r in conn.execute(q)]
+    out = []
+    for rtype, ids in sorted(by_type.items()):
+        sql = (f"SELECT type, id, version, seq, last_updated, deleted, content FROM resources "
+               f"WHERE type = ? AND id IN ({_marks(len(ids))}) AND NOT deleted ORDER BY id")
+        out += [_row(r) for r in conn.exec_driver_sql(for_dialect(sql, conn.dialect.name), (rtype, *ids))]
     return out
 
 
