@@ -148,3 +148,17 @@ def test_post_search_matches_get(client):
     r = client.post("/fhir/Patient/_search", content="family=nguyen&gender=female",
                     headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert ids(r.json()) == ["p2"]
+
+
+def test_token_in_value_set_and_list_membership(client):
+    vs = "http://hl7.org/fhir/ValueSet/administrative-gender"
+    assert sorted(ids(client.get(f"/fhir/Patient?gender:in={vs}").json())) == ["p1", "p2", "p3"]
+    assert ids(client.get(f"/fhir/Patient?gender:not-in={vs}").json()) == []
+    # LOINC codes are not in the R4 package's value sets: an unknown value set is a clear 400
+    r = client.get("/fhir/Observation?code:in=http://example.org/ValueSet/none")
+    assert r.status_code == 400 and r.json()["issue"][0]["expression"] == ["code:in"]
+    client.put("/fhir/List/ward-a", json={
+        "resourceType": "List", "id": "ward-a", "status": "current", "mode": "working",
+        "entry": [{"item": {"reference": "Patient/p1"}}, {"item": {"reference": "Patient/p3"}}]})
+    assert sorted(ids(client.get("/fhir/Patient?_list=ward-a").json())) == ["p1", "p3"]
+    assert ids(client.get("/fhir/Patient?_list=ward-a&gender=male&birthdate=lt1990").json()) == ["p1"]

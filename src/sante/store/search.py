@@ -125,7 +125,7 @@ def parse_search(
         if name.startswith("_has"):
             req.criteria.append(Criterion(raw_name, None, None, [value]))
             continue
-        if name not in defs and name not in ("_id", "_lastUpdated"):
+        if name not in defs and name not in ("_id", "_lastUpdated", "_list"):
             if strict:
                 raise incorrect(f"unknown search parameter {raw_name!r} for {rtype}", raw_name)
             continue
@@ -218,7 +218,7 @@ def _check_values(rtype: str, crit: Criterion, location: str) -> None:
 
 
 def _ptype(rtype: str, name: str) -> str:
-    if name == "_id":
+    if name in ("_id", "_list"):
         return "id"
     if name == "_lastUpdated":
         return "date"
@@ -238,7 +238,7 @@ class SearchResult:
 
 
 # How selective a criterion usually is (lower: fewer matches); the most selective one drives the query.
-_SELECTIVITY = {"_id": 0, "reference": 1, "token": 2, "string": 3, "uri": 3, "quantity": 4, "number": 4,
+_SELECTIVITY = {"_id": 0, "_list": 0, "reference": 1, "token": 2, "string": 3, "uri": 3, "quantity": 4, "number": 4,
                 "composite": 4, "date": 5, "_lastUpdated": 5}
 
 

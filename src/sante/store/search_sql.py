@@ -150,6 +150,11 @@ class SqlBuilder:
             return self._has(crit)
         if crit.name == "_id":
             return Sql(f"{a}.id IN ({', '.join('?' * len(crit.values))})", list(crit.values))
+        if crit.name == "_list":
+            # Members of List/ID: its entries' references to this type (the List itself read with a subquery).
+            return Sql(f"{a}.id IN (SELECT l.target_id FROM idx_reference l WHERE l.res_type = 'List' AND "
+                       f"l.param = 'item' AND l.target_type = ? AND l.res_id IN ({', '.join('?' * len(crit.values))}))",
+                       [self.rtype, *crit.values])
         if crit.name == "_lastUpdated":
             return any_of([date_condition(f"{a}.last_updated", f"{a}.last_updated", v, "_lastUpdated")
                            for v in crit.values])
@@ -160,6 +165,10 @@ class SqlBuilder:
             return Sql(f"NOT {present.text}", present.params) if crit.values == ["true"] else present
         if crit.chain:
             return self._chain(d, crit, location, drive)
+        if d.type == "token" and crit.modifier in ("in", "not-in"):
+            members = self.matching("token", d.code, crit.values, crit.modifier == "in" and drive,
+                                    lambda i, v: self._in_valueset(v, location, i))
+            return Sql(f"NOT {members.text}", members.params) if crit.modifier == "not-in" else members
         if d.type == "token" and crit.modifier == "not":
             inner = self.matching("token", d.code, crit.values, False,
                                   lambda i, v: self.value_condition(d, None, v, location, i))
@@ -248,6 +257,17 @@ class SqlBuilder:
                 return Sql(f"? LIKE {i}.value || '%'", [value])
             return Sql(f"{i}.value = ?", [value])
         raise Anomaly(Category.INCORRECT, f"search on {d.type} parameter {d.code} is not supported", location=location)
+
+    def _in_valueset(self, url: str, location: str, i: str) -> Sql:
+        """Token rows whose (system, code) is in a value set expanded from the R4 package."""
+        expansion = r4().valueset(url)
+        if expansion is None:
+            raise incorrect(f"{location}: value set {url!r} is not known to this server (or not expandable)", location)
+        # A plain `code` element (Patient.gender) is indexed without a system: its binding implies one.
+        parts = [Sql(f"(({i}.system = ? OR {i}.system IS NULL) AND {i}.code IN ({', '.join('?' * len(codes))}))",
+                     [system, *sorted(codes)])
+                 for system, codes in sorted(expansion.items()) if codes]
+        return any_of(parts) if parts else Sql("1 = 0")
 
     def _matching_rows(self, sub: SqlBuilder, inner: Sql) -> Sql:
         a = sub.alias
