@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+import anyio
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -260,6 +262,14 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
         return fhir_response(request, operation_outcome([Problem("internal error", code="exception")]), 500)
 
     register_operations(app, repo, data_dir or Settings.from_env().data_dir)
+    inline = repo.dialect == "sqlite"
+
+    async def db(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run repository work: inline on SQLite (local, sub-millisecond: cheaper than a thread hop), in the
+        thread pool on PostgreSQL (a network round trip must not block the event loop)."""
+        if inline:
+            return fn(*args, **kwargs)
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
     capability_bytes: dict[str, bytes] = {}
 
@@ -279,16 +289,16 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
             bundle = orjson.loads(await request.body())
         except orjson.JSONDecodeError as e:
             raise incorrect(f"the body is not valid JSON: {e}") from None
-        return fhir_response(request, process_bundle(repo, bundle))
+        return fhir_response(request, await db(process_bundle, repo, bundle))
 
     @app.get("/fhir/_history")
-    def system_history(request: Request) -> Response:
-        return _history(request, repo, None, None)
+    async def system_history(request: Request) -> Response:
+        return await db(_history, request, repo, None, None)
 
     @app.get("/fhir/{rtype}")
-    def search(rtype: str, request: Request) -> Response:
+    async def search(rtype: str, request: Request) -> Response:
         _check_type(rtype)
-        return _search_response(request, repo, rtype, _search_query(request))
+        return await db(_search_response, request, repo, rtype, _search_query(request))
 
     @app.post("/fhir/{rtype}/_search")
     async def search_post(rtype: str, request: Request) -> Response:
@@ -297,7 +307,7 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
         if ctype != "application/x-www-form-urlencoded":
             raise incorrect("POST _search takes application/x-www-form-urlencoded parameters")
         items = parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
-        return _search_response(request, repo, rtype, _search_query(request, items))
+        return await db(_search_response, request, repo, rtype, _search_query(request, items))
 
     @app.post("/fhir/{rtype}")
     async def create(rtype: str, request: Request) -> Response:
@@ -305,16 +315,20 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
         resource = await _body(request, rtype)
         resource.pop("id", None)  # the server assigns the id on create
         condition = request.headers.get("if-none-exist")
-        with repo.transaction() as tx:
-            if condition:
-                found = matching_ids(tx, rtype, condition, "If-None-Exist")
-                if len(found) > 1:
-                    raise Anomaly(Category.PRECONDITION_FAILED, f"If-None-Exist matches {len(found)} {rtype}",
-                                  location="If-None-Exist")
-                if found:
-                    return _write_response(request, tx.read(rtype, found[0]), 200)
-            stored = tx.create(resource)
-        return _write_response(request, stored, 201)
+
+        def write() -> tuple[StoredResource, int]:
+            with repo.transaction() as tx:
+                if condition:
+                    found = matching_ids(tx, rtype, condition, "If-None-Exist")
+                    if len(found) > 1:
+                        raise Anomaly(Category.PRECONDITION_FAILED, f"If-None-Exist matches {len(found)} {rtype}",
+                                      location="If-None-Exist")
+                    if found:
+                        return tx.read(rtype, found[0]), 200
+                return tx.create(resource), 201
+
+        stored, status = await db(write)
+        return _write_response(request, stored, status)
 
     @app.put("/fhir/{rtype}")
     async def conditional_update(rtype: str, request: Request) -> Response:
@@ -323,27 +337,36 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
         query = str(request.url.query)
         if not query:
             raise incorrect("PUT on a type needs search parameters (conditional update)")
-        with repo.transaction() as tx:
-            found = matching_ids(tx, rtype, query, "url")
-            if len(found) > 1:
-                raise Anomaly(Category.PRECONDITION_FAILED, f"conditional update matches {len(found)} {rtype}")
-            if found and resource.get("id") not in (None, found[0]):
-                raise incorrect(f"the resource's id {resource['id']!r} is not the matching {found[0]!r}", "id")
-            rid = found[0] if found else (resource.get("id") or new_id())
-            stored, created = tx.update(resource, rid, if_match=_if_match(request))
+        if_match = _if_match(request)
+
+        def write() -> tuple[StoredResource, bool]:
+            with repo.transaction() as tx:
+                found = matching_ids(tx, rtype, query, "url")
+                if len(found) > 1:
+                    raise Anomaly(Category.PRECONDITION_FAILED, f"conditional update matches {len(found)} {rtype}")
+                if found and resource.get("id") not in (None, found[0]):
+                    raise incorrect(f"the resource's id {resource['id']!r} is not the matching {found[0]!r}", "id")
+                rid = found[0] if found else (resource.get("id") or new_id())
+                return tx.update(resource, rid, if_match=if_match)
+
+        stored, created = await db(write)
         return _write_response(request, stored, 201 if created else 200)
 
     @app.delete("/fhir/{rtype}")
-    def conditional_delete(rtype: str, request: Request) -> Response:
+    async def conditional_delete(rtype: str, request: Request) -> Response:
         _check_type(rtype)
         query = str(request.url.query)
         if not query:
             raise incorrect("DELETE on a type needs search parameters (conditional delete)")
-        with repo.transaction() as tx:
-            found = matching_ids(tx, rtype, query, "url")
-            if len(found) > 1:
-                raise Anomaly(Category.PRECONDITION_FAILED, f"conditional delete matches {len(found)} {rtype}")
-            deleted = tx.delete(rtype, found[0]) if found else None
+
+        def write() -> tuple[list[str], StoredResource | None]:
+            with repo.transaction() as tx:
+                found = matching_ids(tx, rtype, query, "url")
+                if len(found) > 1:
+                    raise Anomaly(Category.PRECONDITION_FAILED, f"conditional delete matches {len(found)} {rtype}")
+                return found, tx.delete(rtype, found[0]) if found else None
+
+        found, deleted = await db(write)
         return fhir_response(request, information(f"{len(found)} {rtype} deleted"), 200,
                              {"ETag": deleted.etag} if deleted else None)
 
@@ -358,30 +381,34 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError as e:
             raise incorrect(f"the body is not valid JSON: {e}") from None
-        with repo.transaction() as tx:
-            current = tx.read(rtype, rid)
-            if ctype == "application/json-patch+json":
-                patched = apply_json_patch(current.resource or {}, body)
-            else:
-                try:
-                    patched = apply_fhirpath_patch(current.resource or {}, body)
-                except PatchError as e:
-                    raise Anomaly(Category.UNPROCESSABLE, str(e), location=e.location) from None
-            if patched.get("resourceType") != rtype or patched.get("id") != rid:
-                raise Anomaly(Category.UNPROCESSABLE, "a patch may not change resourceType or id")
-            if_match = _if_match(request)
-            stored, _ = tx.update(patched, rid, if_match=if_match if if_match is not None else current.version)
-        return _write_response(request, stored, 200)
+        if_match = _if_match(request)
+
+        def write() -> StoredResource:
+            with repo.transaction() as tx:
+                current = tx.read(rtype, rid)
+                if ctype == "application/json-patch+json":
+                    patched = apply_json_patch(current.resource or {}, body)
+                else:
+                    try:
+                        patched = apply_fhirpath_patch(current.resource or {}, body)
+                    except PatchError as e:
+                        raise Anomaly(Category.UNPROCESSABLE, str(e), location=e.location) from None
+                if patched.get("resourceType") != rtype or patched.get("id") != rid:
+                    raise Anomaly(Category.UNPROCESSABLE, "a patch may not change resourceType or id")
+                stored, _ = tx.update(patched, rid, if_match=if_match if if_match is not None else current.version)
+                return stored
+
+        return _write_response(request, await db(write), 200)
 
     @app.get("/fhir/{rtype}/_history")
-    def type_history(rtype: str, request: Request) -> Response:
+    async def type_history(rtype: str, request: Request) -> Response:
         _check_type(rtype)
-        return _history(request, repo, rtype, None)
+        return await db(_history, request, repo, rtype, None)
 
     @app.get("/fhir/{rtype}/{rid}")
-    def read(rtype: str, rid: str, request: Request) -> Response:
+    async def read(rtype: str, rid: str, request: Request) -> Response:
         _check_type(rtype)
-        return _read_response(request, repo.read(rtype, rid))
+        return _read_response(request, await db(repo.read, rtype, rid))
 
     @app.put("/fhir/{rtype}/{rid}")
     async def update(rtype: str, rid: str, request: Request) -> Response:
@@ -389,33 +416,33 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
         resource = await _body(request, rtype)
         if resource.get("id") != rid:
             raise incorrect(f"the resource's id {resource.get('id')!r} does not match the URL's {rid!r}", "id")
-        stored, created = repo.update(resource, rid, if_match=_if_match(request))
+        stored, created = await db(repo.update, resource, rid, if_match=_if_match(request))
         return _write_response(request, stored, 201 if created else 200)
 
     @app.delete("/fhir/{rtype}/{rid}")
-    def delete(rtype: str, rid: str, request: Request) -> Response:
+    async def delete(rtype: str, rid: str, request: Request) -> Response:
         _check_type(rtype)
-        deleted = repo.delete(rtype, rid, if_match=_if_match(request))
+        deleted = await db(repo.delete, rtype, rid, if_match=_if_match(request))
         message = f"{rtype}/{rid} deleted" if deleted else f"{rtype}/{rid} was already absent"
         headers = {"ETag": deleted.etag} if deleted else None
         return fhir_response(request, information(message), 200, headers)
 
     @app.get("/fhir/{rtype}/{rid}/_history")
-    def instance_history(rtype: str, rid: str, request: Request) -> Response:
+    async def instance_history(rtype: str, rid: str, request: Request) -> Response:
         _check_type(rtype)
-        return _history(request, repo, rtype, rid)
+        return await db(_history, request, repo, rtype, rid)
 
     @app.get("/fhir/{ctype}/{cid}/{rtype}")
-    def compartment_search(ctype: str, cid: str, rtype: str, request: Request) -> Response:
+    async def compartment_search(ctype: str, cid: str, rtype: str, request: Request) -> Response:
         _check_type(ctype)
         _check_type(rtype)
-        return _search_response(request, repo, rtype, _search_query(request), compartment=(ctype, cid))
+        return await db(_search_response, request, repo, rtype, _search_query(request), compartment=(ctype, cid))
 
     @app.get("/fhir/{rtype}/{rid}/_history/{vid}")
-    def vread(rtype: str, rid: str, vid: str, request: Request) -> Response:
+    async def vread(rtype: str, rid: str, vid: str, request: Request) -> Response:
         _check_type(rtype)
         if not vid.isdigit():
             raise incorrect(f"version id must be a number, got {vid!r}", "vid")
-        return _read_response(request, repo.vread(rtype, rid, int(vid)))
+        return _read_response(request, await db(repo.vread, rtype, rid, int(vid)))
 
     return app
