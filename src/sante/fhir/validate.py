@@ -376,16 +376,8 @@ def _walk(spec: _Spec, obj: dict, loc: str, st: _State) -> None:
             _primitive_value(target, key, value, local, loc, st)  # reports what is wrong
             continue
         if is_array:
-            if type(value) is not list:
-                st.error("structure", f"{loc}.{key}", f"'{key}' must be a JSON array, not {_describe(value)}")
+            if not _array_ok(key, value, mx, loc, st):
                 continue
-            if not value:
-                st.error("structure", f"{loc}.{key}", f"'{key}' must not be an empty array")
-                continue
-            if mx and len(value) > mx:
-                st.error(
-                    "structure", f"{loc}.{key}", f"'{key}' allows at most {mx} items, found {len(value)}"
-                )
             if kind == PRIM_ARRAY:
                 for i, v in enumerate(value):
                     if fast is not None and type(v) is str and len(v) <= MAX_STRING and fast(v):
@@ -444,19 +436,27 @@ def _primitive_value(check: Any, key: str, value: Any, local: bool, loc: str, st
         st.error(_value_code(msg) if value is not None else "structure", f"{loc}.{key}", str(msg))
 
 
+def _array_ok(key: str, value: Any, mx: int, loc: str, st: _State) -> bool:
+    """Report an array property that is not a non-empty JSON array; True when its items should be walked
+    (an over-long array is reported and still walked)."""
+    if type(value) is not list:
+        st.error("structure", f"{loc}.{key}", f"'{key}' must be a JSON array, not {_describe(value)}")
+        return False
+    if not value:
+        st.error("structure", f"{loc}.{key}", f"'{key}' must not be an empty array")
+        return False
+    if mx and len(value) > mx:
+        st.error("structure", f"{loc}.{key}", f"'{key}' allows at most {mx} items, found {len(value)}")
+    return True
+
+
 def _complex_field(
     target: _Spec, key: str, value: Any, is_array: bool, mx: int, loc: str, st: _State
 ) -> None:
     """A property holding complex elements: a JSON object, or for arrays a non-empty array of them."""
     if is_array:
-        if type(value) is not list:
-            st.error("structure", f"{loc}.{key}", f"'{key}' must be a JSON array, not {_describe(value)}")
+        if not _array_ok(key, value, mx, loc, st):
             return
-        if not value:
-            st.error("structure", f"{loc}.{key}", f"'{key}' must not be an empty array")
-            return
-        if mx and len(value) > mx:
-            st.error("structure", f"{loc}.{key}", f"'{key}' allows at most {mx} items, found {len(value)}")
         for i, v in enumerate(value):
             if type(v) is dict and v and not (len(v) == 1 and "id" in v):
                 _walk(target, v, f"{loc}.{key}[{i}]", st)
