@@ -19,6 +19,7 @@ import statistics
 import sys
 import time
 import uuid
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,12 @@ def sample_values(conn: Any) -> dict[str, list[Any]]:
     }
 
 
+def week(r: random.Random) -> tuple[str, str]:
+    """A random week (Monday to Monday) between 2010 and 2018: the same for both sides of a query."""
+    start = date(2010, 1, 4) + timedelta(weeks=r.randint(0, 9 * 52))
+    return start.isoformat(), (start + timedelta(weeks=1)).isoformat()
+
+
 # Each query: (name, FHIR query builder, hand-written SQL builder) over the same index tables.
 def queries(v: dict[str, list[Any]]) -> list[tuple[str, Any, Any]]:
     loinc_bmi = "http://loinc.org|39156-5"
@@ -130,11 +137,12 @@ def queries(v: dict[str, list[Any]]) -> list[tuple[str, Any, Any]]:
                     " ORDER BY (SELECT max(high) FROM idx_date d WHERE d.res_type='Observation' AND d.res_id=r.id "
                     "AND d.param='date') DESC LIMIT 51", (r.choice(v["patient"]),))),
         ("encounters in a week + _include patient",
-         lambda r: ("Encounter", [("date", f"ge20{r.randint(10, 18)}-03-01"), ("date", "lt2019-03-08"),
-                                  ("_include", "Encounter:subject"), ("_count", "20")]),
+         lambda r: (lambda w: ("Encounter", [("date", f"ge{w[0]}"), ("date", f"lt{w[1]}"),
+                                             ("_include", "Encounter:subject"), ("_count", "20")]))(week(r)),
          lambda r: ("SELECT r.content FROM resources r WHERE r.type='Encounter' AND NOT r.deleted AND r.id IN "
-                    "(SELECT res_id FROM idx_date WHERE res_type='Encounter' AND param='date' AND high > ?) "
-                    "ORDER BY r.id LIMIT 21", (f"20{r.randint(10, 18)}-03-01",))),
+                    "(SELECT res_id FROM idx_date WHERE res_type='Encounter' AND param='date' AND high > ? "
+                    "AND low < ?) ORDER BY r.id LIMIT 21",
+                    tuple(f"{d}T00:00:00.000000+00:00" for d in week(r)))),
         ("chained subject:Patient.name",
          lambda r: ("Observation", [("subject:Patient.name", r.choice(v["family"])), ("code", loinc_bmi)]),
          lambda r: ("SELECT r.content FROM resources r WHERE r.type='Observation' AND NOT r.deleted AND r.id IN "
