@@ -36,6 +36,7 @@ import orjson
 
 from sante.fhir import primitives
 from sante.fhir.model import Child, Constraint, Model, r4
+from sante.fhirpath.text import split_top_level
 
 __all__ = ["Issue", "to_operation_outcome", "validate", "validate_json"]
 
@@ -470,18 +471,6 @@ def _complex_field(
         _bad_object(value, f"{loc}.{key}", key, st)
 
 
-def _remember(spec: _Spec, memo: set[bytes], key: bytes, valid: bool) -> None:
-    """Record a value of a pure spec found valid. Values holding '#' or '?' are never remembered: they may be
-    local references (dom-3, ref-1) or conditional references, whose verdict depends on the resource around."""
-    if valid and b"#" not in key and b"?" not in key:
-        if len(memo) >= MEMO_SIZE:
-            memo.clear()
-        memo.add(key)
-    spec.lookups += 1
-    if spec.lookups == MEMO_TRIAL:
-        _judge_memo(spec)
-
-
 def _judge_memo(spec: _Spec) -> None:
     """Judged per window of misses: hits / misses must stay worth the cost."""
     if spec.hits < MEMO_MIN_HITS:  # mostly distinct values (amounts, free text): not worth remembering
@@ -841,34 +830,6 @@ _TRUE_WHEN_PRESENT = re.compile(r"\(?(\w+)\.exists\(\)\)?")
 _EXISTS_IMPLIES = re.compile(r"(\w+)\.exists\(\) implies ")
 
 
-def _top_level_split(expr: str, op: str) -> list[str] | None:
-    """`expr` split on ` op ` outside parentheses and string literals; None when unbalanced."""
-    parts, depth, quote, last, i = [], 0, "", 0, 0
-    while i < len(expr):
-        c = expr[i]
-        if quote:
-            if c == "\\":
-                i += 1
-            elif c == quote:
-                quote = ""
-        elif c in "'`":
-            quote = c
-        elif c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-        elif depth == 0 and expr.startswith(f" {op} ", i):
-            parts.append(expr[last:i])
-            last = i + len(op) + 2
-            i = last
-            continue
-        i += 1
-    if depth or quote:
-        return None
-    parts.append(expr[last:])
-    return parts
-
-
 class _Invariant:
     """One constraint of the definitions, compiled on first use."""
 
@@ -968,7 +929,7 @@ Guard = tuple[
 def _guards(expr: str, children: dict[str, Child]) -> tuple[Guard, ...]:
     """Conditions on the object's property names under which the invariant surely holds."""
     for op in ("implies", "xor"):
-        parts = _top_level_split(expr, op)
+        parts = split_top_level(expr, f" {op} ")
         if parts is None or (len(parts) > 1 and op == "xor"):
             return ()
         if len(parts) > 1:
@@ -976,7 +937,7 @@ def _guards(expr: str, children: dict[str, Child]) -> tuple[Guard, ...]:
             names = _names(children, m.group(1)) if m and len(parts) == 2 else frozenset()
             return ((names, True),) if names else ()
     guards = []
-    for term in _top_level_split(expr, "or") or ():
+    for term in split_top_level(expr, " or ") or ():
         term = term.strip()
         m = _TRUE_WHEN_ABSENT.fullmatch(term)
         if m is not None and (names := _names(children, m.group(1))):

@@ -14,6 +14,7 @@ from typing import Any
 
 from sante import fhirpath
 from sante.fhir.model import r4, search_parameters
+from sante.fhirpath.text import split_top_level
 from sante.store import index_values as iv
 
 # Index kind per search-parameter type; composite and special parameters are handled elsewhere.
@@ -48,22 +49,8 @@ class IndexedParam:
 
 def split_union(expression: str) -> list[str]:
     """Top-level `|` branches of an expression (not inside parentheses, brackets or quotes)."""
-    parts, depth, quote, start = [], 0, "", 0
-    for i, ch in enumerate(expression):
-        if quote:
-            if ch == quote and expression[i - 1] != "\\":
-                quote = ""
-        elif ch in "'`":
-            quote = ch
-        elif ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif ch == "|" and depth == 0:
-            parts.append(expression[start:i].strip())
-            start = i + 1
-    parts.append(expression[start:].strip())
-    return [p for p in parts if p]
+    parts = split_top_level(expression, "|") or [expression]
+    return [p.strip() for p in parts if p.strip()]
 
 
 def _branch_root(branch: str) -> str:
