@@ -2,11 +2,16 @@
 
     python bench/http_load.py [--clients 50] [--seconds 20] [--workers 2]
 
+Every request carries a bearer token and is authorized and audited, as in production. The same load is also run
+against the same server with audit writing switched off (bench/_app_without_audit.py), so the audit trail's cost
+is measured in the same run (goal: at most 10% fewer requests per second).
+
 The server runs in its own processes (uvicorn) on 127.0.0.1 with an SQLite database seeded with a few Synthea
 patients. The load generator is wrk (Debian's package, C, with a Lua script for the mix) when installed, so the
 generator is not what is measured; otherwise asyncio + httpx in this process (much heavier on the same 2 cores).
 Request loops are bounded in time and count.
-Ends with one line: `http: R req/s, p50/p95/p99 ms, E errors (goal >= 1,500 req/s, 0 errors): ok|short`.
+Ends with one line: `http: R req/s, p50/p95/p99 ms, E errors, audit overhead A% (goal >= 1,500 req/s,
+0 errors, <= 10%): ok|short`.
 """
 
 from __future__ import annotations
@@ -35,22 +40,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def seed(data_dir: Path, bundles: int) -> None:
+def seed(data_dir: Path, bundles: int) -> str:
+    """Load some Synthea patients; returns a bearer token for a system client."""
+    from sante.api.security import Security
     from sante.store import open_repository
     from sante.store.loader import load_paths
 
     repo = open_repository(f"sqlite:///{data_dir / 'sante.db'}")
     files = sorted(SYNTHEA.glob("*.json.gz"))[:bundles]
     summary = load_paths(repo, files, workers=1)
+    token = Security.for_repository(repo, data_dir).tokens.issue(
+        subject="bench", role="system", scopes="system/*.cruds", lifetime=7200).token
     repo.close()
     print(f"seeded {summary.resources:,} resources from {len(files)} bundles")
+    return token
 
 
-def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "SANTE_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT / "src")}
+def start_server(data_dir: Path, port: int, workers: int, audit: bool = True) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "SANTE_DATA_DIR": str(data_dir), "PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'bench'}"}
+    factory = "sante.api.factory:app" if audit else "_app_without_audit:app"
     code = (
         "import uvicorn\n"
-        f"uvicorn.run('sante.api.factory:app', host='127.0.0.1', port={port}, workers={workers}, "
+        f"uvicorn.run('{factory}', host='127.0.0.1', port={port}, workers={workers}, "
         "log_level='warning', factory=True)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
@@ -65,11 +76,13 @@ def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen[by
     raise RuntimeError("server did not start")
 
 
-async def run_load(port: int, clients: int, seconds: float, max_requests: int) -> tuple[list[float], int, int]:
+async def run_load(port: int, clients: int, seconds: float, max_requests: int, token: str
+                   ) -> tuple[list[float], int, int]:
     import httpx
 
     base = f"http://127.0.0.1:{port}/fhir"
-    async with httpx.AsyncClient(base_url=base, timeout=30, limits=httpx.Limits(max_connections=clients)) as http:
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=httpx.Limits(max_connections=clients),
+                                 headers={"Authorization": f"Bearer {token}"}) as http:
         r = await http.get("/Patient?_count=200&_elements=id")
         patients = [e["resource"]["id"] for e in r.json().get("entry", [])]
         r = await http.get("/Observation?_count=200&_elements=id")
@@ -117,6 +130,7 @@ local patients = {%s}
 local observations = {%s}
 local names = {"a", "b", "m", "jo"}
 math.randomseed(7)
+wrk.headers["Authorization"] = "Bearer %s"
 local body = '{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org",' ..
   '"code":"8867-4"}]},"subject":{"reference":"Patient/%%s"},"effectiveDateTime":"2024-05-01T08:00:00Z",' ..
   '"valueQuantity":{"value":72,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}'
@@ -147,17 +161,20 @@ end
 """
 
 
-def run_wrk(port: int, clients: int, seconds: float, workdir: Path) -> tuple[int, float, float, float, int]:
+def run_wrk(port: int, clients: int, seconds: float, workdir: Path, token: str
+            ) -> tuple[int, float, float, float, int]:
     """(req/s, p50, p95, p99 ms, errors) measured by wrk running the mix."""
     import httpx
 
     base = f"http://127.0.0.1:{port}/fhir"
-    patients = [e["resource"]["id"] for e in httpx.get(f"{base}/Patient?_count=200&_elements=id").json()["entry"]]
+    auth = {"Authorization": f"Bearer {token}"}
+    patients = [e["resource"]["id"] for e in
+                httpx.get(f"{base}/Patient?_count=200&_elements=id", headers=auth).json()["entry"]]
     observations = [e["resource"]["id"] for e in
-                    httpx.get(f"{base}/Observation?_count=200&_elements=id").json()["entry"]]
+                    httpx.get(f"{base}/Observation?_count=200&_elements=id", headers=auth).json()["entry"]]
     script = workdir / "mix.lua"
     quote = lambda ids: ", ".join(f'"{i}"' for i in ids)  # noqa: E731
-    script.write_text(WRK_SCRIPT % (quote(patients), quote(observations)))
+    script.write_text(WRK_SCRIPT % (quote(patients), quote(observations), token))
     out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{int(seconds)}s", "--timeout", "10s", "-s", str(script),
                           f"http://127.0.0.1:{port}"], capture_output=True, text=True, timeout=seconds + 60)
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("WRK "))
@@ -181,28 +198,36 @@ def main() -> int:
     ap.add_argument("--python-client", action="store_true", help="use the httpx generator even if wrk exists")
     args = ap.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="sante-http-"))
-    proc = None
+    results: dict[bool, tuple[int, float, float, float, int]] = {}
+    generator = "wrk" if shutil.which("wrk") and not args.python_client else "httpx (Python)"
     try:
-        seed(data_dir, args.bundles)
-        port = free_port()
-        proc = start_server(data_dir, port, args.workers)
-        if shutil.which("wrk") and not args.python_client:
-            generator = "wrk"
-            rate, p50, p95, p99, errors = run_wrk(port, args.clients, args.seconds, data_dir)
-        else:
-            generator = "httpx (Python)"
-            latencies, errors, rate = asyncio.run(run_load(port, args.clients, args.seconds, args.max_requests))
-            p50, p95, p99 = (pct(latencies, p) for p in (0.5, 0.95, 0.99))
+        token = seed(data_dir, args.bundles)
+        # Baseline first, then with the audit trail: the audit run also pays for the baseline's extra rows.
+        for audit in (False, True):
+            port = free_port()
+            proc = start_server(data_dir, port, args.workers, audit=audit)
+            try:
+                if generator == "wrk":
+                    results[audit] = run_wrk(port, args.clients, args.seconds, data_dir, token)
+                else:
+                    latencies, errors, rate = asyncio.run(
+                        run_load(port, args.clients, args.seconds, args.max_requests, token))
+                    results[audit] = (rate, *(pct(latencies, p) for p in (0.5, 0.95, 0.99)), errors)
+            finally:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=30)
     finally:
-        if proc is not None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
         shutil.rmtree(data_dir, ignore_errors=True)
-    print(f"load generator {generator}: {args.clients} clients, {args.workers} server workers: "
-          f"{rate:,} req/s, p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms, {errors} errors")
-    ok = rate >= 1500 and errors == 0
-    print(f"http: {rate:,} req/s, p50/p95/p99 {p50:.0f}/{p95:.0f}/{p99:.0f} ms, {errors} errors "
-          f"(goal >= 1,500 req/s, 0 errors): {'ok' if ok else 'short'}")
+    for audit in (False, True):
+        rate, p50, p95, p99, errors = results[audit]
+        print(f"load generator {generator}: {args.clients} clients, {args.workers} server workers, audit "
+              f"{'on' if audit else 'off'}: {rate:,} req/s, p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms, "
+              f"{errors} errors")
+    rate, p50, p95, p99, errors = results[True]
+    overhead = 100 * (1 - rate / results[False][0]) if results[False][0] else 100.0
+    ok = rate >= 1500 and errors == 0 and overhead <= 10
+    print(f"http: {rate:,} req/s, p50/p95/p99 {p50:.0f}/{p95:.0f}/{p99:.0f} ms, {errors} errors, audit overhead "
+          f"{overhead:.1f}% (goal >= 1,500 req/s, 0 errors, <= 10%): {'ok' if ok else 'short'}")
     return 0 if ok else 1
 
 

@@ -28,5 +28,14 @@ if [ ! -f "$DATA/.seeded" ]; then
   fi
   mkdir -p "$DATA" && touch "$DATA/.seeded"
 fi
-echo "FHIR API: http://$HOST:$PORT/fhir/metadata  (try http://$HOST:$PORT/fhir/Patient?name=jo)"
+# A demo administrator (synthetic data only): its password is kept in the data dir, readable by you alone.
+if [ ! -f "$DATA/demo-admin-password" ]; then
+  PASSWORD=$(.venv/bin/python -c "import secrets; print(secrets.token_urlsafe(12))")
+  (umask 077 && printf '%s\n' "$PASSWORD" > "$DATA/demo-admin-password")
+  printf '%s\n' "$PASSWORD" | .venv/bin/sante user add admin --role admin --password-stdin
+fi
+TOKEN=$(.venv/bin/sante token --user admin --scopes "user/*.cruds" --lifetime 86400 2>/dev/null | tail -n 1)
+echo "Demo administrator: admin / $(cat "$DATA/demo-admin-password")"
+echo "FHIR API: http://$HOST:$PORT/fhir/metadata; every other request needs the token (valid 24 h):"
+echo "  curl -H \"Authorization: Bearer $TOKEN\" 'http://$HOST:$PORT/fhir/Patient?name=jo'"
 exec .venv/bin/sante serve --host "$HOST" --port "$PORT"

@@ -3,7 +3,9 @@
 Writes src/sante/fhir/data/r4-model.json.gz: every specialization StructureDefinition (resources, complex and
 primitive types) reduced to what Sante needs at run time (element types, cardinality, bindings, invariants,
 primitive regexes), plus expansions of the value sets whose content is defined in the package, the search
-parameters and the Patient compartment. Run once when the definitions change:
+parameters and the Patient compartment; and src/sante/fhir/data/code-hierarchies.json.gz: the parents of every
+concept of the package's complete code systems, for token :below / :above. The output is byte-for-byte
+reproducible (sorted keys, no timestamp in the gzip header). Run once when the definitions change:
 
     python tools/build_fhir_data.py [../shared/fhir-r4]
 """
@@ -123,7 +125,7 @@ def expand_valuesets(bundles: list[dict]) -> dict[str, dict[str, list[str]]]:
                 tree.setdefault(code, [code])
                 for a in ancestors:
                     tree[a].append(code)
-                walk(c.get("concept", []), ancestors + [code])
+                walk(c.get("concept", []), [*ancestors, code])
 
         walk(cs.get("concept", []), [])
         return tree
@@ -163,7 +165,7 @@ def expand_valuesets(bundles: list[dict]) -> dict[str, dict[str, list[str]]]:
                 else:
                     part = None
             for other in inc.get("valueSet", []):
-                sub = expand(other, stack + (url,))
+                sub = expand(other, (*stack, url))
                 if sub is None:
                     part = None
                     break
@@ -191,6 +193,56 @@ def expand_valuesets(bundles: list[dict]) -> dict[str, dict[str, list[str]]]:
     return out
 
 
+# Concept properties that state a hierarchy (http://hl7.org/fhir/concept-properties): on the child, its parent;
+# on the parent, a child (v3 code systems put a concept under its other parents this way).
+PARENT_PROPERTIES = {"parent", "subsumedBy"}
+CHILD_PROPERTIES = {"child"}
+
+
+def code_hierarchies(bundles: list[dict]) -> dict[str, dict[str, list[str]]]:
+    """system -> code -> its parent codes, for every complete code system whose hierarchy means is-a (or says
+    nothing, as most FHIR code systems with nested concepts do); flat systems too, so their codes are known."""
+    out: dict[str, dict[str, set[str]]] = {}
+    for b in bundles:
+        for e in b["entry"]:
+            cs = e["resource"]
+            if cs["resourceType"] != "CodeSystem" or cs.get("content") != "complete":
+                continue
+            if cs.get("hierarchyMeaning") not in (None, "is-a"):
+                continue
+            uri_of = {p["code"]: p.get("uri", "") for p in cs.get("property", [])}
+
+            def kind(code: str, uri_of: dict = uri_of) -> str:
+                return uri_of.get(code, "").rsplit("#", 1)[-1] or code
+
+            parents = out.setdefault(cs["url"], {})
+
+            def walk(concepts: list, parent: str | None, parents: dict = parents, kind=kind) -> None:
+                for c in concepts:
+                    mine = parents.setdefault(c["code"], set())
+                    if parent is not None:
+                        mine.add(parent)
+                    for p in c.get("property", []):
+                        value = p.get("valueCode") or p.get("valueString")
+                        if not value or value == c["code"]:
+                            continue
+                        if kind(p["code"]) in PARENT_PROPERTIES:
+                            mine.add(value)
+                        elif kind(p["code"]) in CHILD_PROPERTIES:
+                            parents.setdefault(value, set()).add(c["code"])
+                    walk(c.get("concept", []), c["code"])
+
+            walk(cs.get("concept", []), None)
+    return {system: {code: sorted(ps) for code, ps in codes.items()} for system, codes in out.items() if codes}
+
+
+def write_gz(path: Path, data: object, sort_keys: bool = True) -> None:
+    """Compact JSON, gzip'd without a timestamp or file name in the header: the same input, the same bytes."""
+    raw = json.dumps(data, separators=(",", ":"), sort_keys=sort_keys).encode("utf-8")
+    with path.open("wb") as f, gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=9) as z:
+        z.write(raw)
+
+
 def main(src: Path) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     types = {}
@@ -208,14 +260,15 @@ def main(src: Path) -> None:
         "types": types,
         "valuesets": expand_valuesets(vs_bundles),
     }
-    with gzip.open(OUT / "r4-model.json.gz", "wt", encoding="utf-8", compresslevel=9) as f:
-        json.dump(model, f, separators=(",", ":"), sort_keys=True)
-    sps = load(src / "search-parameters.json")
-    with gzip.open(OUT / "search-parameters.json.gz", "wt", encoding="utf-8", compresslevel=9) as f:
-        json.dump(sps, f, separators=(",", ":"))
-    shutil.copy(src / "compartmentdefinition-patient.json", OUT / "compartmentdefinition-patient.json")
-    shutil.copy(src / "LICENSE-packaging.txt", OUT / "LICENSE-packaging.txt")
-    print(f"{len(types)} types, {len(model['valuesets'])} value sets -> {OUT}")
+    write_gz(OUT / "r4-model.json.gz", model)
+    write_gz(OUT / "search-parameters.json.gz", load(src / "search-parameters.json"), sort_keys=False)
+    hierarchies = code_hierarchies(vs_bundles)
+    write_gz(OUT / "code-hierarchies.json.gz", hierarchies)
+    shutil.copyfile(src / "compartmentdefinition-patient.json", OUT / "compartmentdefinition-patient.json")
+    shutil.copyfile(src / "LICENSE-packaging.txt", OUT / "LICENSE-packaging.txt")
+    nested = sum(1 for codes in hierarchies.values() if any(codes.values()))
+    print(f"{len(types)} types, {len(model['valuesets'])} value sets, {len(hierarchies)} code systems "
+          f"({nested} hierarchical) -> {OUT}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 
+from sante.anomaly import Anomaly
+
 
 class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
@@ -142,6 +144,126 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 1 if summary.failures else 0
 
 
+def _security() -> Any:
+    from sante.api.security import Security
+    from sante.settings import Settings
+    from sante.store import open_repository
+
+    settings = Settings.from_env()
+    return Security.for_repository(open_repository(settings.database_url), settings.data_dir)
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    import getpass
+
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        raise CliError("the two passwords differ")
+    return first
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    from sante.auth.audit import Event
+
+    sec = _security()
+    if args.action == "add":
+        user = sec.users.add(args.username, _read_password(args), args.role, fhir_user=args.fhir_user,
+                             organization=args.organization)
+        sec.audit.record(Event("user-add", username=_operator(), entities=[f"user:{user.username}"],
+                               description=f"user {user.username} added with role {user.role}"))
+        print(f"user {user.username} added (role {user.role})")
+    elif args.action == "list":
+        for u in sec.users.list():
+            state = "disabled" if u.disabled else "locked" if u.locked_until else "active"
+            fields = [u.username, u.role, u.fhir_user or "-", u.organization or "-", state] + (["2fa"] if u.totp else [])
+            print("\t".join(fields))
+    elif args.action in ("disable", "enable"):
+        user = sec.users.set_disabled(args.username, args.action == "disable")
+        sec.audit.record(Event(f"user-{args.action}", username=_operator(), entities=[f"user:{user.username}"]))
+        print(f"user {user.username} {args.action}d")
+    return 0
+
+
+def _operator() -> str:
+    import getpass
+
+    return f"os:{getpass.getuser()}"
+
+
+def cmd_client(args: argparse.Namespace) -> int:
+    from sante.auth.audit import Event
+    from sante.auth.clients import ClientStore
+
+    sec = _security()
+    store = ClientStore(sec.users.engine)
+    if args.action == "add":
+        secret, jwks = None, None
+        if args.public:
+            method = "none"
+        elif args.secret_stdin:
+            method = args.auth_method
+            secret = sys.stdin.readline().rstrip("\n")
+        else:
+            method = "private_key_jwt"
+            jwks = read_json_file(Path(args.jwks))
+        client = store.add(args.client_id, args.name, redirect_uris=args.redirect_uri or [], scopes=args.scopes,
+                           auth_method=method, secret=secret, jwks=jwks, role=args.role)
+        sec.audit.record(Event("client-add", username=_operator(), entities=[f"client:{client.client_id}"],
+                               description=f"client {client.client_id} added ({client.auth_method}, "
+                                           f"{' '.join(client.grant_types)}, scopes {client.scopes!r})"))
+        print(f"client {client.client_id} added ({client.auth_method}; grants {' '.join(client.grant_types)}; "
+              f"scopes {client.scopes})")
+    elif args.action == "list":
+        for c in store.list():
+            print("\t".join([c.client_id, c.name, c.auth_method, " ".join(c.grant_types), c.scopes, c.role,
+                             "disabled" if c.disabled else "active"]))
+    elif args.action in ("disable", "enable"):
+        client = store.set_disabled(args.client_id, args.action == "disable")
+        sec.audit.record(Event(f"client-{args.action}", username=_operator(), entities=[f"client:{client.client_id}"]))
+        print(f"client {client.client_id} {args.action}d")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from sante.auth.audit import Event
+
+    sec = _security()
+    role = args.role
+    fhir_user = args.fhir_user
+    organization = None
+    if args.user:
+        user = sec.users.get(args.user)
+        if user.disabled:
+            raise CliError(f"user {args.user} is disabled")
+        role, fhir_user, organization = user.role, user.fhir_user, user.organization
+        subject = user.username
+        patient = args.patient or user.patient
+    else:
+        subject = _operator()
+        patient = args.patient
+    issued = sec.tokens.issue(subject=subject, role=role, scopes=args.scopes, fhir_user=fhir_user, patient=patient,
+                              organization=organization, lifetime=args.lifetime)
+    sec.audit.record(Event("token", username=_operator(), role=role, patient=patient,
+                           description=f"token for {subject} with scopes {args.scopes!r}",
+                           token_id=issued.claims["jti"]))
+    print(f"token for {subject} (role {role}, scopes {args.scopes}"
+          f"{', patient ' + patient if patient else ''}), valid {args.lifetime} s:", file=sys.stderr)
+    print(issued.token)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    sec = _security()
+    result = sec.audit.verify()
+    if result.ok:
+        print(f"audit trail intact: {result.checked} events")
+        return 0
+    print(f"audit trail BROKEN at event {result.seq}: {result.problem} ({result.checked} events verified before)")
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sante", description="Sante smart-hospital platform")
     sub = p.add_subparsers(dest="command", required=True)
@@ -166,6 +288,62 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8080)
     s.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     s.set_defaults(func=cmd_serve)
+
+    from sante.backup_cli import add_backup_commands
+
+    add_backup_commands(sub)  # backup, restore
+    u = sub.add_parser("user", help="manage user accounts")
+    usub = u.add_subparsers(dest="action", required=True)
+    ua = usub.add_parser("add", help="add a user (password read from the terminal, or stdin)")
+    ua.add_argument("username")
+    ua.add_argument("--role", required=True)
+    ua.add_argument("--fhir-user", help="the user's resource: Practitioner/ID, Patient/ID, RelatedPerson/ID")
+    ua.add_argument("--organization", help="Organization/ID whose patients a staff member sees")
+    ua.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    usub.add_parser("list", help="list users")
+    for action in ("disable", "enable"):
+        ud = usub.add_parser(action, help=f"{action} a user")
+        ud.add_argument("username")
+    u.set_defaults(func=cmd_user)
+
+    c = sub.add_parser("client", help="manage registered client apps (OAuth2 / SMART on FHIR)")
+    csub = c.add_subparsers(dest="action", required=True)
+    ca = csub.add_parser("add", help="register a client app")
+    ca.add_argument("client_id")
+    ca.add_argument("--name", required=True, help="the app's name, as operators and the audit trail show it")
+    ca.add_argument("--redirect-uri", nargs="+", metavar="URI", help="where codes are sent (apps used by people)")
+    ca.add_argument("--scopes", required=True, help='the scopes it may be granted, e.g. "openid fhirUser '
+                                                    'launch/patient offline_access patient/*.rs"')
+    kind = ca.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--public", action="store_true", help="a public app (browser, mobile): no secret, PKCE")
+    kind.add_argument("--secret-stdin", action="store_true", help="a confidential app: its secret from stdin")
+    kind.add_argument("--jwks", metavar="FILE", help="a backend service: its public keys (JWK Set, RS384/ES384)")
+    ca.add_argument("--auth-method", default="client_secret_basic", choices=["client_secret_basic", "client_secret_post"],
+                    help="how a client with a secret sends it (default client_secret_basic)")
+    ca.add_argument("--role", default="system", help="the role of its client-credentials tokens (default system)")
+    csub.add_parser("list", help="list client apps")
+    for action in ("disable", "enable"):
+        cd = csub.add_parser(action, help=f"{action} a client app")
+        cd.add_argument("client_id")
+    c.set_defaults(func=cmd_client)
+
+    t = sub.add_parser("token", help="print a bearer token (last line) for scripts run by an operator")
+    t.add_argument("--scopes", required=True, help='SMART scopes, e.g. "system/*.cruds" or "patient/*.rs"')
+    t.add_argument("--patient", help="the patient in context (a Patient id)")
+    t.add_argument("--user", help="issue for this user account (its role and links)")
+    t.add_argument("--role", default="system", help="the role when no --user is given (default system)")
+    t.add_argument("--fhir-user", help="the FHIR resource the token acts as")
+    t.add_argument("--lifetime", type=int, default=3600, help="seconds (default 3600)")
+    t.set_defaults(func=cmd_token)
+
+    a = sub.add_parser("audit", help="the audit trail")
+    asub = a.add_subparsers(dest="action", required=True)
+    asub.add_parser("verify", help="check the hash chain; names the first altered, missing or reordered event")
+    a.set_defaults(func=cmd_audit)
+
+    from sante.clinical.signing_cli import add_signing_commands  # sante ca ..., sante sign, sante verify
+
+    add_signing_commands(sub)
     return p
 
 
@@ -175,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except CliError as e:
         print(f"sante: {e}", file=sys.stderr)
+        return 2
+    except Anomaly as e:
+        print(f"sante: {e.message}" + (f" ({e.location})" if e.location else ""), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

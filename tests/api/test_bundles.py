@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
-from sante.api import create_app
+from tests.support.api import api_client
 
 
 @pytest.fixture
-def client(repo):
-    return TestClient(create_app(repo), raise_server_exceptions=False)
+def client(repo, tmp_path):
+    return api_client(repo, tmp_path)
 
 
 def org_entry(full: str) -> dict:

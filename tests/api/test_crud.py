@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
-from sante.api import create_app
+from tests.support.api import api_client
 
 PATIENT = {"resourceType": "Patient", "name": [{"family": "Nguyễn", "given": ["Thị", "Mai"]}], "gender": "female"}
 
 
 @pytest.fixture
-def client(repo):
-    return TestClient(create_app(repo), raise_server_exceptions=False)
+def client(repo, tmp_path):
+    return api_client(repo, tmp_path)
 
 
 def outcome_of(resp) -> dict:

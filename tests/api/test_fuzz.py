@@ -6,12 +6,11 @@ from urllib.parse import quote
 
 import orjson
 import pytest
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sante.api import create_app
 from sante.store import open_repository
+from tests.support.api import api_client
 
 TYPES = ["Patient", "Observation", "Encounter", "Bundle", "Nope", "metadata", "_history", "$export"]
 PARAMS = ["name", "family", "birthdate", "identifier", "subject", "subject:Patient.name", "code", "date",
@@ -27,7 +26,7 @@ json_values = st.recursive(json_scalars, lambda c: st.lists(c, max_size=4) | st.
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     d = tmp_path_factory.mktemp("fuzz")
-    c = TestClient(create_app(open_repository(f"sqlite:///{d / 'f.db'}"), d), raise_server_exceptions=False)
+    c = api_client(open_repository(f"sqlite:///{d / 'f.db'}"), d)
     c.put("/fhir/Patient/p1", json={"resourceType": "Patient", "id": "p1", "name": [{"family": "Nguyễn"}]})
     return c
 

@@ -6,14 +6,13 @@ import time
 
 import orjson
 import pytest
-from fastapi.testclient import TestClient
 
-from sante.api import create_app
+from tests.support.api import api_client
 
 
 @pytest.fixture
 def client(repo, tmp_path):
-    c = TestClient(create_app(repo, data_dir=tmp_path), raise_server_exceptions=False)
+    c = api_client(repo, tmp_path)
     for pid in ("a", "b"):
         c.put(f"/fhir/Patient/{pid}", json={"resourceType": "Patient", "id": pid, "gender": "female"})
         for k in range(3):

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
-from sante.api import create_app
+from tests.support.api import api_client
 
 PATIENT = {
     "resourceType": "Patient", "id": "p1", "active": True, "gender": "female",
@@ -26,8 +25,8 @@ def fhirpath_patch(*ops: dict) -> dict:
 
 
 @pytest.fixture
-def client(repo):
-    c = TestClient(create_app(repo), raise_server_exceptions=False)
+def client(repo, tmp_path):
+    c = api_client(repo, tmp_path)
     assert c.put("/fhir/Patient/p1", json=PATIENT).status_code == 201
     return c
 

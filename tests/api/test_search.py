@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
-from sante.api import create_app
+from tests.support.api import api_client
 
 UCUM = "http://unitsofmeasure.org"
 
@@ -22,8 +21,8 @@ def obs(pid: str, code: str, value: float, unit: str, when: str) -> dict:
 
 
 @pytest.fixture
-def client(repo):
-    c = TestClient(create_app(repo), raise_server_exceptions=False)
+def client(repo, tmp_path):
+    c = api_client(repo, tmp_path)
     people = [
         ("p1", "Nguyễn", ["Văn", "An"], "male", "1980-04-12", "001080001111"),
         ("p2", "Nguyen", ["Thị", "Bình"], "female", "1992-11-30", "001092002222"),

@@ -1,6 +1,6 @@
 """The packaged R4 model answers navigation questions from the official definitions."""
 
-from sante.fhir.model import patient_compartment, r4, search_parameters
+from sante.fhir.model import SANTE_SEARCH_PARAMETERS, patient_compartment, r4, search_parameters
 
 
 def test_resource_types_are_the_r4_set():
@@ -44,6 +44,8 @@ def test_required_binding_value_set_is_expanded():
 
 def test_search_parameters_and_compartment_are_packaged():
     sps = search_parameters()
-    assert len(sps) == 1378  # the package's bundle: 1,375 R4 parameters plus 3 packaging additions
+    # the package's bundle (1,375 R4 parameters plus 3 packaging additions) and Sante's own
+    assert len(sps) == 1378 + len(SANTE_SEARCH_PARAMETERS)
+    assert any(sp["code"] == "provision-type" and sp["base"] == ["Consent"] for sp in sps)
     assert any(sp["code"] == "family" and "Patient" in sp["base"] for sp in sps)
     assert patient_compartment()["code"] == "Patient"

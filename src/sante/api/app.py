@@ -18,8 +18,18 @@ from starlette.responses import Response
 from sante import __version__
 from sante.anomaly import Anomaly, Category, Problem, incorrect
 from sante.api.capability import capability_statement
+from sante.api.oauth_routes import register_oauth_routes
+from sante.api.openapi import describe
 from sante.api.operations import register_operations
 from sante.api.outcome import information, operation_outcome, outcome_for
+from sante.api.security import Security, SecurityMiddleware, audit_of, principal_of
+from sante.api.security_routes import register_security_routes
+from sante.api.signing_routes import correction_from_request
+from sante.api.signing_routes import register as register_signing
+from sante.auth.policy import forbidden, may_see, require, row_filter, visible_ids
+from sante.auth.principal import Principal
+from sante.auth.roles import patient_data_types
+from sante.clinical.signing import check_update_allowed, record_correction
 from sante.fhir.model import r4
 from sante.fhir.patch import PatchError, apply_fhirpath_patch
 from sante.fhir.subset import subset
@@ -149,7 +159,7 @@ def _int_param(request: Request, name: str, default: int, maximum: int) -> int:
     value = request.query_params.get(name)
     if value is None:
         return default
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # str.isdigit alone takes '²', which int() refuses
         raise incorrect(f"{name} must be a non-negative integer, got {value!r}", name)
     return min(int(value), maximum)
 
@@ -167,7 +177,7 @@ def _since_param(request: Request) -> str | None:
 def _history(request: Request, repo: Repository, rtype: str | None, rid: str | None) -> Response:
     count = _int_param(request, "_count", 50, 1000)
     cursor = request.query_params.get("_cursor")
-    if cursor is not None and not cursor.isdigit():
+    if cursor is not None and not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):  # fits int64
         raise incorrect(f"_cursor must come from a next link, got {cursor!r}", "_cursor")
     rows = repo.history(rtype, rid, since=_since_param(request), count=count,
                         before_seq=int(cursor) if cursor else None)
@@ -186,8 +196,13 @@ def _search_response(
 ) -> Response:
     strict = "handling=strict" in request.headers.get("prefer", "")
     req = parse_search(rtype, query, strict=strict, compartment=compartment)
+    principal = principal_of(request)
+    req.restriction = row_filter(principal, rtype, "r", "s")
     with repo.reader() as tx:
         result = run_search(tx, req)
+        if result.included:
+            result.included = _visible_included(tx.conn, principal, result.included)
+    _audit_search(request, rtype, query, compartment, result.matches)
     base = str(request.base_url).rstrip("/") + "/fhir"
     self_url = str(request.url)
     links = [{"relation": "self", "url": self_url}]
@@ -222,6 +237,149 @@ def _search_response(
     return Response(body, media_type=FHIR_JSON)
 
 
+def _visible_included(conn: Any, principal: Principal, included: list[StoredResource]) -> list[StoredResource]:
+    """Included resources the principal may read: whole types its scopes or role exclude are dropped, and
+    rows outside its patients (patient context, organization) too. No leak through _include/_revinclude."""
+    by_type: dict[str, list[str]] = {}
+    for m in included:
+        by_type.setdefault(m.type, []).append(m.id)
+    allowed: set[tuple[str, str]] = set()
+    for rtype, ids in by_type.items():
+        try:
+            require(principal, "r", rtype)
+        except Anomaly:
+            continue
+        allowed.update((rtype, i) for i in visible_ids(conn, principal, rtype, ids))
+    return [m for m in included if (m.type, m.id) in allowed]
+
+
+_PATIENT_PARAMS = ("patient", "subject", "beneficiary")
+
+
+def _audit_search(request: Request, rtype: str, query: list[tuple[str, str]], compartment: tuple[str, str] | None,
+                  matches: list[StoredResource]) -> None:
+    event = audit_of(request)
+    if event is None:
+        return
+    if compartment and compartment[0] == "Patient":
+        event.patient = compartment[1]
+    elif rtype == "Patient" and len(matches) == 1:
+        event.patient = matches[0].id
+    elif event.patient is None:
+        for name, value in query:
+            if name.split(":")[0] in _PATIENT_PARAMS and value.count(",") == 0:
+                ref = value.removeprefix("Patient/")
+                if "/" not in ref and "?" not in ref:
+                    event.patient = ref
+                    break
+    event.entities.extend(f"{m.type}/{m.id}" for m in matches[:50])
+
+
+def _audit_read(request: Request, stored: StoredResource) -> None:
+    """Name the patient whose data was read (for 'who saw this patient's record' audit queries)."""
+    event = audit_of(request)
+    if event is None or event.patient or stored.type not in patient_data_types():
+        return
+    try:
+        body = orjson.loads(stored.content or b"{}")
+    except orjson.JSONDecodeError:
+        return
+    for key in ("subject", "patient", "beneficiary"):
+        ref = (body.get(key) or {}).get("reference", "") if isinstance(body.get(key), dict) else ""
+        if ref.startswith("Patient/"):
+            event.patient = ref.removeprefix("Patient/")
+            return
+
+
+def _visible_read(repo: Repository, principal: Principal, rtype: str, rid: str, version: int | None
+                  ) -> StoredResource:
+    with repo.reader() as tx:
+        _check_visible(tx.conn, principal, rtype, rid)
+        return tx.read(rtype, rid) if version is None else tx.vread(rtype, rid, version)
+
+
+def _check_visible_now(repo: Repository, principal: Principal, rtype: str, rid: str) -> None:
+    if row_filter(principal, rtype) is not None:
+        with repo.reader() as tx:
+            _check_visible(tx.conn, principal, rtype, rid)
+
+
+class _SignedGuard:
+    """A change to a signed version needs a reason (X-Provenance header) and leaves a Provenance of the
+    correction, written in the same transaction as the change."""
+
+    def __init__(self, tx: Any, request: Request, principal: Principal, rtype: str, rid: str) -> None:
+        self.reason, self.agent = correction_from_request(request)
+        self.signed = check_update_allowed(tx, rtype, rid, self.reason)
+        self.tx, self.principal, self.rtype, self.rid = tx, principal, rtype, rid
+
+    def done(self, stored: StoredResource | None) -> None:
+        if self.signed is not None and stored is not None:
+            record_correction(self.tx, self.rtype, self.rid, stored.version, self.signed, self.reason or "",
+                              self.agent or self.principal.fhir_user or self.principal.subject)
+
+
+def _guarded_update(tx: Any, request: Request, principal: Principal, resource: dict[str, Any], rid: str,
+                    if_match: int | None, *, existing: bool) -> tuple[StoredResource, bool]:
+    """An update with every check: the old version visible (or, when the update creates, the right to create),
+    a reason for changing a signed version, and the new version inside what the principal may write."""
+    rtype = resource["resourceType"]
+    if existing:
+        _check_visible(tx.conn, principal, rtype, rid)
+    else:
+        require(principal, "c", rtype)  # update-as-create is a create
+    signed = _SignedGuard(tx, request, principal, rtype, rid)
+    result = tx.update(resource, rid, if_match=if_match)
+    _check_written_visible(tx.conn, principal, rtype, rid)
+    signed.done(result[0])
+    return result
+
+
+def _guard(request: Request, op: str, rtype: str) -> Principal:
+    principal = principal_of(request)
+    require(principal, op, rtype)
+    return principal
+
+
+def _check_visible(conn: Any, principal: Principal, rtype: str, rid: str) -> None:
+    """404 for a resource outside what the principal may see: its existence does not leak."""
+    if row_filter(principal, rtype) is not None and not may_see(conn, principal, rtype, rid):
+        raise Anomaly(Category.NOT_FOUND, f"{rtype}/{rid} is not known")
+
+
+def _check_written_visible(conn: Any, principal: Principal, rtype: str, rid: str) -> None:
+    """A restricted principal may only write inside what it may see (its patient, its organization)."""
+    if row_filter(principal, rtype) is not None and not may_see(conn, principal, rtype, rid):
+        raise forbidden(f"{rtype}/{rid} would be outside the patients this account may write for")
+
+
+_BUNDLE_OPS = {"GET": "r", "HEAD": "r", "POST": "c", "PUT": "u", "PATCH": "u", "DELETE": "d"}
+
+
+def _guard_bundle(principal: Principal, bundle: Any) -> None:
+    """Every entry of a batch or transaction must be allowed; principals confined to some patients may not send
+    bundles that touch patient data (each entry's visibility would have to be proved inside the bundle)."""
+    if not isinstance(bundle, dict) or not isinstance(bundle.get("entry"), list):
+        return  # not a Bundle with entries: process_bundle answers 400
+    for n, entry in enumerate(bundle["entry"]):
+        req = entry.get("request") if isinstance(entry, dict) else None
+        if not isinstance(req, dict) or not isinstance(req.get("url"), str):
+            continue
+        path = req["url"].split("?", 1)[0].strip("/")
+        rtype = path.split("/", 1)[0]
+        if rtype not in r4().resource_types:
+            continue
+        op = _BUNDLE_OPS.get(str(req.get("method", "")).upper(), "r")
+        if op == "r" and ("?" in req["url"] or "/" not in path):
+            op = "s"
+        try:
+            require(principal, op, rtype)
+        except Anomaly as e:
+            raise Anomaly(e.category, f"entry {n}: {e.message}", location=f"Bundle.entry[{n}]") from None
+        if row_filter(principal, rtype) is not None:
+            raise forbidden(f"entry {n}: this account may not send bundles touching {rtype} (patient data)")
+
+
 def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any]:
     """RFC 6902 JSON Patch; a bad patch is a 422 naming the failing operation."""
     import jsonpatch
@@ -234,11 +392,16 @@ def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any
         raise Anomaly(Category.UNPROCESSABLE, f"the patch cannot be applied: {e}") from None
 
 
-def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
-    """The FHIR API over a repository; exports are written under data_dir (default: the configured one)."""
+def create_app(repository: Repository, data_dir: Path | None = None, security: Security | None = None) -> FastAPI:
+    """The FHIR API over a repository; exports and server secrets live under data_dir (default: the configured
+    one). Every request but the public few needs a bearer token (see sante.api.security)."""
     app = FastAPI(title="Sante FHIR R4 API", version=__version__, docs_url="/fhir/docs", openapi_url="/fhir/openapi.json")
+    data_dir = data_dir or Settings.from_env().data_dir
+    security = security or Security.for_repository(repository, data_dir)
     app.state.repository = repository
+    app.state.security = security
     app.add_middleware(FormatCheck)
+    app.add_middleware(SecurityMiddleware, security=security)
     repo = repository
 
     @app.exception_handler(Anomaly)
@@ -261,7 +424,11 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
         # A bug must still answer as FHIR, without leaking internals.
         return fhir_response(request, operation_outcome([Problem("internal error", code="exception")]), 500)
 
-    register_operations(app, repo, data_dir or Settings.from_env().data_dir)
+    register_operations(app, repo, data_dir)
+    describe(app)  # the OpenAPI description, completed with what the handlers read themselves
+    register_security_routes(app, repo, security)
+    register_oauth_routes(app, security, data_dir)
+    register_signing(app, repo, Settings(data_dir=data_dir, database_url=repo.url))
     inline = repo.dialect == "sqlite"
 
     async def db(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -289,20 +456,25 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
             bundle = orjson.loads(await request.body())
         except orjson.JSONDecodeError as e:
             raise incorrect(f"the body is not valid JSON: {e}") from None
+        _guard_bundle(principal_of(request), bundle)
         return fhir_response(request, await db(process_bundle, repo, bundle))
 
     @app.get("/fhir/_history")
     async def system_history(request: Request) -> Response:
+        if principal_of(request).role not in ("admin", "system"):
+            raise forbidden("the history of the whole server is open to administrators and system clients only")
         return await db(_history, request, repo, None, None)
 
     @app.get("/fhir/{rtype}")
     async def search(rtype: str, request: Request) -> Response:
         _check_type(rtype)
+        _guard(request, "s", rtype)
         return await db(_search_response, request, repo, rtype, _search_query(request))
 
     @app.post("/fhir/{rtype}/_search")
     async def search_post(rtype: str, request: Request) -> Response:
         _check_type(rtype)
+        _guard(request, "s", rtype)
         ctype = request.headers.get("content-type", "").split(";")[0].strip()
         if ctype != "application/x-www-form-urlencoded":
             raise incorrect("POST _search takes application/x-www-form-urlencoded parameters")
@@ -315,6 +487,7 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
         resource = await _body(request, rtype)
         resource.pop("id", None)  # the server assigns the id on create
         condition = request.headers.get("if-none-exist")
+        principal = _guard(request, "c", rtype)
 
         def write() -> tuple[StoredResource, int]:
             with repo.transaction() as tx:
@@ -324,8 +497,11 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
                         raise Anomaly(Category.PRECONDITION_FAILED, f"If-None-Exist matches {len(found)} {rtype}",
                                       location="If-None-Exist")
                     if found:
+                        _check_written_visible(tx.conn, principal, rtype, found[0])
                         return tx.read(rtype, found[0]), 200
-                return tx.create(resource), 201
+                stored = tx.create(resource)
+                _check_written_visible(tx.conn, principal, rtype, stored.id)
+                return stored, 201
 
         stored, status = await db(write)
         return _write_response(request, stored, status)
@@ -338,6 +514,7 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
         if not query:
             raise incorrect("PUT on a type needs search parameters (conditional update)")
         if_match = _if_match(request)
+        principal = _guard(request, "u", rtype)
 
         def write() -> tuple[StoredResource, bool]:
             with repo.transaction() as tx:
@@ -347,7 +524,7 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
                 if found and resource.get("id") not in (None, found[0]):
                     raise incorrect(f"the resource's id {resource['id']!r} is not the matching {found[0]!r}", "id")
                 rid = found[0] if found else (resource.get("id") or new_id())
-                return tx.update(resource, rid, if_match=if_match)
+                return _guarded_update(tx, request, principal, resource, rid, if_match, existing=bool(found))
 
         stored, created = await db(write)
         return _write_response(request, stored, 201 if created else 200)
@@ -358,13 +535,20 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
         query = str(request.url.query)
         if not query:
             raise incorrect("DELETE on a type needs search parameters (conditional delete)")
+        principal = _guard(request, "d", rtype)
 
         def write() -> tuple[list[str], StoredResource | None]:
             with repo.transaction() as tx:
                 found = matching_ids(tx, rtype, query, "url")
                 if len(found) > 1:
                     raise Anomaly(Category.PRECONDITION_FAILED, f"conditional delete matches {len(found)} {rtype}")
-                return found, tx.delete(rtype, found[0]) if found else None
+                if not found:
+                    return found, None
+                _check_visible(tx.conn, principal, rtype, found[0])
+                signed = _SignedGuard(tx, request, principal, rtype, found[0])
+                deleted = tx.delete(rtype, found[0])
+                signed.done(deleted)
+                return found, deleted
 
         found, deleted = await db(write)
         return fhir_response(request, information(f"{len(found)} {rtype} deleted"), 200,
@@ -382,10 +566,13 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
         except orjson.JSONDecodeError as e:
             raise incorrect(f"the body is not valid JSON: {e}") from None
         if_match = _if_match(request)
+        principal = _guard(request, "u", rtype)
 
         def write() -> StoredResource:
             with repo.transaction() as tx:
+                _check_visible(tx.conn, principal, rtype, rid)
                 current = tx.read(rtype, rid)
+                signed = _SignedGuard(tx, request, principal, rtype, rid)
                 if ctype == "application/json-patch+json":
                     patched = apply_json_patch(current.resource or {}, body)
                 else:
@@ -396,6 +583,7 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
                 if patched.get("resourceType") != rtype or patched.get("id") != rid:
                     raise Anomaly(Category.UNPROCESSABLE, "a patch may not change resourceType or id")
                 stored, _ = tx.update(patched, rid, if_match=if_match if if_match is not None else current.version)
+                signed.done(stored)
                 return stored
 
         return _write_response(request, await db(write), 200)
@@ -403,12 +591,18 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
     @app.get("/fhir/{rtype}/_history")
     async def type_history(rtype: str, request: Request) -> Response:
         _check_type(rtype)
+        principal = _guard(request, "r", rtype)
+        if row_filter(principal, rtype) is not None:
+            raise forbidden(f"the history of all {rtype} is not open to an account confined to some patients")
         return await db(_history, request, repo, rtype, None)
 
     @app.get("/fhir/{rtype}/{rid}")
     async def read(rtype: str, rid: str, request: Request) -> Response:
         _check_type(rtype)
-        return _read_response(request, await db(repo.read, rtype, rid))
+        principal = _guard(request, "r", rtype)
+        stored = await db(_visible_read, repo, principal, rtype, rid, None)
+        _audit_read(request, stored)
+        return _read_response(request, stored)
 
     @app.put("/fhir/{rtype}/{rid}")
     async def update(rtype: str, rid: str, request: Request) -> Response:
@@ -416,13 +610,32 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
         resource = await _body(request, rtype)
         if resource.get("id") != rid:
             raise incorrect(f"the resource's id {resource.get('id')!r} does not match the URL's {rid!r}", "id")
-        stored, created = await db(repo.update, resource, rid, if_match=_if_match(request))
+        principal = _guard(request, "u", rtype)
+        if_match = _if_match(request)
+
+        def write() -> tuple[StoredResource, bool]:
+            with repo.transaction() as tx:
+                existing = tx.current(rtype, rid) is not None
+                return _guarded_update(tx, request, principal, resource, rid, if_match, existing=existing)
+
+        stored, created = await db(write)
         return _write_response(request, stored, 201 if created else 200)
 
     @app.delete("/fhir/{rtype}/{rid}")
     async def delete(rtype: str, rid: str, request: Request) -> Response:
         _check_type(rtype)
-        deleted = await db(repo.delete, rtype, rid, if_match=_if_match(request))
+        principal = _guard(request, "d", rtype)
+        if_match = _if_match(request)
+
+        def write() -> StoredResource | None:
+            with repo.transaction() as tx:
+                _check_visible(tx.conn, principal, rtype, rid)
+                signed = _SignedGuard(tx, request, principal, rtype, rid)
+                deleted = tx.delete(rtype, rid, if_match)
+                signed.done(deleted)
+                return deleted
+
+        deleted = await db(write)
         message = f"{rtype}/{rid} deleted" if deleted else f"{rtype}/{rid} was already absent"
         headers = {"ETag": deleted.etag} if deleted else None
         return fhir_response(request, information(message), 200, headers)
@@ -430,19 +643,28 @@ def create_app(repository: Repository, data_dir: Path | None = None) -> FastAPI:
     @app.get("/fhir/{rtype}/{rid}/_history")
     async def instance_history(rtype: str, rid: str, request: Request) -> Response:
         _check_type(rtype)
+        principal = _guard(request, "r", rtype)
+        await db(_check_visible_now, repo, principal, rtype, rid)
         return await db(_history, request, repo, rtype, rid)
 
     @app.get("/fhir/{ctype}/{cid}/{rtype}")
     async def compartment_search(ctype: str, cid: str, rtype: str, request: Request) -> Response:
         _check_type(ctype)
         _check_type(rtype)
+        principal = _guard(request, "s", rtype)
+        await db(_check_visible_now, repo, principal, ctype, cid)
         return await db(_search_response, request, repo, rtype, _search_query(request), compartment=(ctype, cid))
 
     @app.get("/fhir/{rtype}/{rid}/_history/{vid}")
     async def vread(rtype: str, rid: str, vid: str, request: Request) -> Response:
         _check_type(rtype)
-        if not vid.isdigit():
+        if not (vid.isascii() and vid.isdigit()):
             raise incorrect(f"version id must be a number, got {vid!r}", "vid")
-        return _read_response(request, await db(repo.vread, rtype, rid, int(vid)))
+        if len(vid) > 9:  # beyond the version column's range: no such version (not a database error)
+            raise Anomaly(Category.NOT_FOUND, f"{rtype}/{rid} has no version {vid}")
+        principal = _guard(request, "r", rtype)
+        stored = await db(_visible_read, repo, principal, rtype, rid, int(vid))
+        _audit_read(request, stored)
+        return _read_response(request, stored)
 
     return app

@@ -263,14 +263,91 @@ def r4() -> Model:
     return Model(orjson.loads(_read_data("r4-model.json.gz")))
 
 
+# Sante's own search parameters, beside the specification's: what authorization needs to ask in SQL.
+SANTE_SEARCH_PARAMETERS: list[dict[str, Any]] = [
+    {"resourceType": "SearchParameter", "id": "sante-consent-provision-type",
+     "url": "https://sante.health/fhir/SearchParameter/consent-provision-type", "name": "provision-type",
+     "status": "active", "description": "Consent.provision.type: deny or permit (the base rule of a consent)",
+     "code": "provision-type", "base": ["Consent"], "type": "token", "expression": "Consent.provision.type"},
+]
+
+
 @lru_cache(maxsize=1)
 def search_parameters() -> list[dict[str, Any]]:
-    """All R4 SearchParameter resources from the specification."""
+    """All R4 SearchParameter resources from the specification, and Sante's own."""
     bundle = orjson.loads(_read_data("search-parameters.json.gz"))
-    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "SearchParameter"]
+    spec = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "SearchParameter"]
+    return spec + SANTE_SEARCH_PARAMETERS
 
 
 @lru_cache(maxsize=1)
 def patient_compartment() -> dict[str, Any]:
     """The R4 Patient CompartmentDefinition."""
     return orjson.loads(_read_data("compartmentdefinition-patient.json"))
+
+
+# -------------------------------------------------------------------------------------------------------------
+# code system hierarchies (token :below / :above)
+
+
+@lru_cache(maxsize=1)
+def _code_parents() -> dict[str, dict[str, list[str]]]:
+    """system -> code -> parent codes, for the complete code systems of the R4 package (is-a hierarchies)."""
+    return orjson.loads(_read_data("code-hierarchies.json.gz"))
+
+
+@lru_cache(maxsize=1)
+def _code_children() -> dict[str, dict[str, list[str]]]:
+    out: dict[str, dict[str, list[str]]] = {}
+    for system, codes in _code_parents().items():
+        children = out.setdefault(system, {})
+        for code, parents in codes.items():
+            for parent in parents:
+                children.setdefault(parent, []).append(code)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _systems_by_code() -> dict[str, tuple[str, ...]]:
+    out: dict[str, list[str]] = {}
+    for system, codes in sorted(_code_parents().items()):
+        for code in codes:
+            out.setdefault(code, []).append(system)
+    return {code: tuple(systems) for code, systems in out.items()}
+
+
+def _closure(links: dict[str, list[str]], code: str) -> frozenset[str]:
+    seen = {code}
+    todo = [code]
+    while todo:
+        for nxt in links.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return frozenset(seen)
+
+
+def code_system_known(system: str) -> bool:
+    """Whether the concepts (and any hierarchy) of a code system are packaged here: the R4 package's own."""
+    return system in _code_parents()
+
+
+@lru_cache(maxsize=4096)
+def descendants(system: str, code: str) -> frozenset[str] | None:
+    """The code and every code it subsumes in the system's hierarchy (several parents allowed); None when the
+    code system is not known here. A code the system does not define is returned alone."""
+    if system not in _code_parents():
+        return None
+    return _closure(_code_children().get(system, {}), code)
+
+
+@lru_cache(maxsize=4096)
+def ancestors(system: str, code: str) -> frozenset[str] | None:
+    """The code and every code that subsumes it in the system's hierarchy; None when the system is not known."""
+    parents = _code_parents().get(system)
+    return None if parents is None else _closure(parents, code)
+
+
+def systems_with_code(code: str) -> tuple[str, ...]:
+    """The known code systems that define a code (sorted): where a code given without its system may come from."""
+    return _systems_by_code().get(code, ())

@@ -21,7 +21,16 @@ from sqlalchemy import Connection, Engine, and_, create_engine, event, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from sante.anomaly import Anomaly, Category, incorrect
-from sante.store.schema import INDEX_TABLES, metadata, migrate, resource_history, resources, sqlite_pragmas
+from sante.store.schema import (
+    INDEX_TABLES,
+    forget_text_rows,
+    metadata,
+    migrate,
+    resource_history,
+    resources,
+    sqlite_pragmas,
+    sync_text_index,
+)
 
 IndexRows = dict[str, list[tuple[Any, ...]]]
 
@@ -234,6 +243,7 @@ class Transaction:
             self.conn.execute(
                 resources.update().where(and_(resources.c.type == rtype, resources.c.id == rid)).values(**values)
             )
+            forget_text_rows(self.conn, rtype, rid)  # out of the full-text index while their words are known
             for table in INDEX_TABLES.values():
                 self.conn.execute(table.delete().where(and_(table.c.res_type == rtype, table.c.res_id == rid)))
         if resource is not None:
@@ -272,6 +282,8 @@ class Transaction:
         for kind, rows in index.items():
             table = INDEX_TABLES[kind]
             self._insert_rows(table.name, tuple(c.name for c in table.columns), rows)
+        if "text" in index:
+            sync_text_index(self.conn)
         return out
 
     def _allocate_seqs(self, n: int) -> list[int]:
@@ -302,6 +314,8 @@ class Transaction:
                 table.insert(),
                 [{"res_type": rtype, "res_id": rid, **dict(zip(names, map(_sql_value, row)))} for row in rows],
             )
+        if index.get("text"):
+            sync_text_index(self.conn)
 
 
 def _sql_value(v: Any) -> Any:

@@ -19,6 +19,7 @@ import orjson
 from sante.anomaly import incorrect
 from sante.fhir.model import r4, search_parameters
 from sante.store import index_values as iv
+from sante.store.schema import text_search_mode
 from sante.store.search_sql import Sql, SqlBuilder, after_cursor, all_of, compartment_sql, for_dialect
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
@@ -63,6 +64,7 @@ class SearchRequest:
     cursor: list[Any] | None = None
     iterate: bool = False  # _include:iterate / _revinclude:iterate given
     compartment: tuple[str, str] | None = None  # (compartment type, id)
+    restriction: Sql | None = None  # rows the caller may see (sante.auth.policy.row_filter), alias r
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -255,15 +257,18 @@ def _rank(rtype: str, crit: Criterion) -> int:
     return _SELECTIVITY.get(d.type, 5) if d else 6
 
 
-def build_query(req: SearchRequest) -> tuple[Sql, Sql, int]:
-    """(the page query, the match condition for counts, the number of sort-key columns)."""
-    b = SqlBuilder(req.rtype, param_defs)
+def build_query(req: SearchRequest, text_mode: str = "like") -> tuple[Sql, Sql, int]:
+    """(the page query, the match condition for counts, the number of sort-key columns); text_mode: how the
+    database searches full text (sante.store.schema.text_search_mode)."""
+    b = SqlBuilder(req.rtype, param_defs, text_mode=text_mode)
     where = [Sql("r.type = ? AND NOT r.deleted", [req.rtype])]
     driver = min(req.criteria, key=lambda c: _rank(req.rtype, c)) if req.criteria else None
     for crit in req.criteria:
         where.append(b.criterion(crit, drive=crit is driver))
     if req.compartment is not None:
         where.append(compartment_sql("r", req.rtype, *req.compartment))
+    if req.restriction is not None:
+        where.append(req.restriction)
     cond = all_of(where)
     keys = [(b.sort_key(p, desc), desc) for p, desc in req.sort]
     keys.append((Sql("r.id"), False))
@@ -300,7 +305,7 @@ def run_search(tx: Any, req: SearchRequest) -> SearchResult:
     conn = tx.conn
     dialect = conn.dialect.name
     total = None
-    page, cond, nkeys = build_query(req)
+    page, cond, nkeys = build_query(req, text_search_mode(conn))
     if req.total == "accurate" or req.summary == "count":
         count_sql = f"SELECT count(*) FROM resources r WHERE {cond.text}"
         total = conn.exec_driver_sql(for_dialect(count_sql, dialect), tuple(cond.params)).scalar_one()

@@ -6,6 +6,10 @@ cost. Every value is a bound parameter; table and column names come only from th
 
 The most selective criterion drives (`r.id IN (SELECT res_id FROM idx_* ...)`); the others probe each candidate
 through the (res_type, res_id, param) index (`EXISTS (...)`).
+
+`_text` / `_content` match words against idx_text through the database's full-text index (`text_mode`: FTS5
+or LIKE on SQLite, tsvector on PostgreSQL); token `:below` / `:above` become an IN list of the codes below or
+above the given one in the code system's hierarchy (sante.fhir.model.descendants / ancestors).
 """
 
 from __future__ import annotations
@@ -17,11 +21,14 @@ from itertools import count
 from typing import Any
 
 from sante.anomaly import Anomaly, Category, incorrect
+from sante.fhir import model
 from sante.fhir.model import patient_compartment, r4
 from sante.store import index_values as iv
+from sante.store.indexer import words
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 RESOURCE_COLUMNS = "type, id, version, seq, last_updated, deleted, content"
+TEXT_PARAMS = ("_text", "_content")
 
 
 @dataclass(slots=True)
@@ -111,15 +118,16 @@ def number_condition(col: str, value: str, location: str) -> Sql:
 class SqlBuilder:
     """Conditions on the rows of `resources` aliased `alias`, all of one resource type."""
 
-    def __init__(self, rtype: str, defs: Any, alias: str = "r", counter: Any = None) -> None:
+    def __init__(self, rtype: str, defs: Any, alias: str = "r", counter: Any = None, text_mode: str = "like") -> None:
         self.rtype = rtype
         self.defs = defs  # callable: rtype -> {code: ParamDef}
         self.params = defs(rtype)
         self.alias = alias
         self.counter = counter if counter is not None else count(1)
+        self.text_mode = text_mode  # fts5 | like | tsvector: see sante.store.schema.text_search_mode
 
     def _sub(self, rtype: str) -> SqlBuilder:
-        return SqlBuilder(rtype, self.defs, f"r{next(self.counter)}", self.counter)
+        return SqlBuilder(rtype, self.defs, f"r{next(self.counter)}", self.counter, self.text_mode)
 
     def _index_alias(self) -> str:
         return f"i{next(self.counter)}"
@@ -158,6 +166,8 @@ class SqlBuilder:
         if crit.name == "_lastUpdated":
             return any_of([date_condition(f"{a}.last_updated", f"{a}.last_updated", v, "_lastUpdated")
                            for v in crit.values])
+        if crit.name in TEXT_PARAMS:
+            return self._full_text(crit, drive)
         d = self.params[crit.name]
         location = crit.name + (f":{crit.modifier}" if crit.modifier else "")
         if crit.modifier == "missing":
@@ -191,6 +201,8 @@ class SqlBuilder:
         if d.type == "token":
             if modifier == "text":
                 return Sql(f"{i}.text LIKE ? ESCAPE '\\'", [f"{_like(iv.fold(value))}%"])
+            if modifier in ("below", "above"):
+                return self._subsumption(value, modifier, location, i)
             if modifier == "of-type":
                 parts = value.split("|")
                 if len(parts) != 3:
@@ -257,6 +269,55 @@ class SqlBuilder:
                 return Sql(f"? LIKE {i}.value || '%'", [value])
             return Sql(f"{i}.value = ?", [value])
         raise Anomaly(Category.INCORRECT, f"search on {d.type} parameter {d.code} is not supported", location=location)
+
+    def _full_text(self, crit: Any, drive: bool) -> Sql:
+        """_text / _content: every word of a value starts a word of the text (AND); comma-separated values OR."""
+        location = crit.name + (f":{crit.modifier}" if crit.modifier else "")
+        i = self._index_alias()
+        if crit.modifier == "missing":
+            present = self.probe("text", crit.name, None, i)
+            return Sql(f"NOT {present.text}", present.params) if crit.values == ["true"] else present
+        if crit.modifier is not None:
+            raise incorrect(f"modifier :{crit.modifier} is not supported on {crit.name}", location)
+        wanted = []
+        for value in crit.values:
+            found = words(value)
+            if not found:
+                raise incorrect(f"{location}: {value!r} has no word to search for", location)
+            wanted.append(found)
+        cond = text_condition(i, wanted, self.text_mode)
+        return self.ids_in("text", crit.name, cond, i) if drive else self.probe("text", crit.name, cond, i)
+
+    def _subsumption(self, value: str, modifier: str, location: str, i: str) -> Sql:
+        """Token :below (the code and the codes it subsumes) / :above (the code and those subsuming it), from the
+        hierarchies of the R4 package's code systems. A system (or a code without system) not known: 400."""
+        related = model.descendants if modifier == "below" else model.ancestors
+        system, bar, code = value.rpartition("|")
+        if not code:
+            raise incorrect(f"{location}: :{modifier} needs a code (system|code, |code or code)", location)
+        if bar and system:
+            codes = related(system, code)
+            if codes is None:
+                raise incorrect(f"{location}: the hierarchy of code system {system!r} is not known to this server "
+                                f"(it knows the FHIR R4 code systems, not external ones such as SNOMED CT or LOINC)",
+                                location)
+            return Sql(f"({i}.system = ? AND {i}.code IN ({_marks(len(codes))}))", [system, *sorted(codes)])
+        systems = model.systems_with_code(code)
+        if not systems:
+            raise incorrect(f"{location}: code {code!r} is in no code system hierarchy known to this server; give "
+                            f"its system (system|code)", location)
+        if bar:  # |code: rows without a system, with the code or one related to it in any system defining it
+            codes = sorted(frozenset().union(*(related(s, code) or () for s in systems)))
+            return Sql(f"({i}.system IS NULL AND {i}.code IN ({_marks(len(codes))}))", codes)
+        # A bare code: the code itself in any system (as without the modifier), and the related codes of each
+        # system that defines it, in that system or without one (a plain `code` element implies its system).
+        parts = [Sql(f"{i}.code = ?", [code])]
+        for s in systems:
+            others = sorted((related(s, code) or frozenset()) - {code})
+            if others:
+                parts.append(Sql(f"(({i}.system = ? OR {i}.system IS NULL) AND {i}.code IN ({_marks(len(others))}))",
+                                 [s, *others]))
+        return any_of(parts)
 
     def _in_valueset(self, url: str, location: str, i: str) -> Sql:
         """Token rows whose (system, code) is in a value set expanded from the R4 package."""
@@ -348,6 +409,25 @@ class SqlBuilder:
         i = self._index_alias()
         return Sql(f"(SELECT {'max' if desc else 'min'}({i}.{col}) FROM idx_{kind_of(d)} {i} WHERE {i}.res_type = ? "
                    f"AND {i}.res_id = {a}.id AND {i}.param = ?)", [self.rtype, d.code])
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def text_condition(i: str, wanted: list[list[str]], mode: str) -> Sql:
+    """idx_text rows (alias i) whose words match: each inner list's words all start a word of the row (AND), any
+    of the lists (OR). The words are already folded by sante.store.indexer.words, so they hold only letters and
+    digits: nothing to escape in a MATCH or tsquery expression."""
+    if mode == "fts5":
+        query = " OR ".join("(" + " AND ".join(f'"{w}" *' for w in ws) + ")" for ws in wanted)
+        return Sql(f"{i}.tid IN (SELECT rowid FROM idx_text_fts WHERE idx_text_fts MATCH ?)", [query])
+    if mode == "tsvector":
+        query = " | ".join("(" + " & ".join(f"'{w}':*" for w in ws) + ")" for ws in wanted)
+        return Sql(f"{i}.tsv @@ CAST(? AS tsquery)", [query])
+    # Without a full-text index: the words are stored space-separated, so ' ' || words holds ' word' for each.
+    return any_of([all_of([Sql(f"(' ' || {i}.words) LIKE ? ESCAPE '\\'", [f"% {_like(w)}%"]) for w in ws])
+                   for ws in wanted])
 
 
 def kind_of(d: Any) -> str:

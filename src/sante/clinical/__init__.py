@@ -1,0 +1,1 @@
+"""Clinical workflows over the record: signing and correcting signed records (sante.clinical.signing)."""
