@@ -144,7 +144,9 @@ request = function()
     return wrk.format("GET", "/fhir/Patient?name=" .. names[math.random(#names)] .. "&_count=10")
   else
     local p = patients[math.random(#patients)]
-    return wrk.format("POST", "/fhir/Observation", {["Content-Type"] = "application/fhir+json"},
+    -- wrk.format does not add wrk.headers to a headers table of its own: the token goes in explicitly
+    return wrk.format("POST", "/fhir/Observation", {["Content-Type"] = "application/fhir+json",
+                                                     ["Authorization"] = wrk.headers["Authorization"]},
                       string.format(body, p))
   end
 end
@@ -195,36 +197,41 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--bundles", type=int, default=10)
     ap.add_argument("--max-requests", type=int, default=200_000)
+    ap.add_argument("--rounds", type=int, default=2, help="alternating audit-off/on rounds (default 2)")
     ap.add_argument("--python-client", action="store_true", help="use the httpx generator even if wrk exists")
     args = ap.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="sante-http-"))
-    results: dict[bool, tuple[int, float, float, float, int]] = {}
+    runs: dict[bool, list[tuple[int, float, float, float, int]]] = {False: [], True: []}
     generator = "wrk" if shutil.which("wrk") and not args.python_client else "httpx (Python)"
     try:
         token = seed(data_dir, args.bundles)
-        # Baseline first, then with the audit trail: the audit run also pays for the baseline's extra rows.
-        for audit in (False, True):
+        # Off and on alternate, --rounds times: drift of the machine (other load, a growing database) falls on
+        # both sides alike.
+        for audit in [False, True] * args.rounds:
             port = free_port()
             proc = start_server(data_dir, port, args.workers, audit=audit)
             try:
                 if generator == "wrk":
-                    results[audit] = run_wrk(port, args.clients, args.seconds, data_dir, token)
+                    runs[audit].append(run_wrk(port, args.clients, args.seconds, data_dir, token))
                 else:
                     latencies, errors, rate = asyncio.run(
                         run_load(port, args.clients, args.seconds, args.max_requests, token))
-                    results[audit] = (rate, *(pct(latencies, p) for p in (0.5, 0.95, 0.99)), errors)
+                    runs[audit].append((rate, *(pct(latencies, p) for p in (0.5, 0.95, 0.99)), errors))
             finally:
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(timeout=30)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     for audit in (False, True):
-        rate, p50, p95, p99, errors = results[audit]
-        print(f"load generator {generator}: {args.clients} clients, {args.workers} server workers, audit "
-              f"{'on' if audit else 'off'}: {rate:,} req/s, p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms, "
-              f"{errors} errors")
-    rate, p50, p95, p99, errors = results[True]
-    overhead = 100 * (1 - rate / results[False][0]) if results[False][0] else 100.0
+        for rate, p50, p95, p99, errors in runs[audit]:
+            print(f"load generator {generator}: {args.clients} clients, {args.workers} server workers, audit "
+                  f"{'on' if audit else 'off'}: {rate:,} req/s, p50 {p50:.1f} ms, p95 {p95:.1f} ms, "
+                  f"p99 {p99:.1f} ms, {errors} errors")
+    mean = {a: sum(r[0] for r in runs[a]) / len(runs[a]) for a in (False, True)}
+    rate = int(mean[True])
+    p50, p95, p99 = (max(r[i] for r in runs[True]) for i in (1, 2, 3))  # the worst round's percentiles
+    errors = sum(r[4] for a in (False, True) for r in runs[a])
+    overhead = 100 * (1 - mean[True] / mean[False]) if mean[False] else 100.0
     ok = rate >= 1500 and errors == 0 and overhead <= 10
     print(f"http: {rate:,} req/s, p50/p95/p99 {p50:.0f}/{p95:.0f}/{p99:.0f} ms, {errors} errors, audit overhead "
           f"{overhead:.1f}% (goal >= 1,500 req/s, 0 errors, <= 10%): {'ok' if ok else 'short'}")
