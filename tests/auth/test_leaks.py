@@ -191,3 +191,24 @@ def test_operations_follow_the_same_rules(admin):
     assert nurse.get("/fhir/$export", headers={"Prefer": "respond-async"}).status_code == 403
     system = client_for(admin.app, role="system", scopes="system/*.rs")
     assert system.get("/fhir/$export", headers={"Prefer": "respond-async"}).status_code == 202
+
+
+def test_export_jobs_belong_to_who_started_them(admin):
+    import time
+
+    one = client_for(admin.app, role="system", scopes="system/*.rs", subject="bridge-1")
+    two = client_for(admin.app, role="system", scopes="system/*.rs", subject="bridge-2")
+    started = one.get("/fhir/$export", headers={"Prefer": "respond-async"}, params={"_type": "Patient"})
+    status_url = started.headers["content-location"].split("/fhir", 1)[1]
+    for _ in range(100):
+        r = one.get(f"/fhir{status_url}")
+        if r.status_code == 200:
+            break
+        time.sleep(0.05)
+    assert r.status_code == 200
+    file_url = r.json()["output"][0]["url"].split("/fhir", 1)[1]
+    assert one.get(f"/fhir{file_url}").status_code == 200
+    assert two.get(f"/fhir{status_url}").status_code == 404
+    assert two.get(f"/fhir{file_url}").status_code == 404
+    assert two.delete(f"/fhir{status_url}").status_code == 404
+    assert admin.get(f"/fhir{status_url}").status_code == 200

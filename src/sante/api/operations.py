@@ -79,6 +79,15 @@ def _guard_export(request: Request, types: tuple[str, ...] | None) -> None:
             raise forbidden("an account confined to some patients may not export")
 
 
+def _own_job(request: Request, jobs: ExportJobs, job: str) -> dict[str, Any] | None:
+    """The job's state when the caller started it (or is an administrator); None otherwise, as if absent."""
+    state = jobs.status(job)
+    principal = principal_of(request)
+    if state is None or (state.get("owner") != principal.subject and principal.role != "admin"):
+        return None
+    return state
+
+
 def _check_visible_now(repo: Repository, principal: Any, rtype: str, rid: str) -> None:
     from sante.api.app import _check_visible_now as check
 
@@ -98,6 +107,7 @@ def register_operations(app: FastAPI, repo: Repository, data_dir: Path) -> None:
     def start(request: Request, level: str, group_id: str | None = None) -> Response:
         req = _export_request(request, level, group_id)
         _guard_export(request, req.types)
+        req = dataclasses.replace(req, owner=principal_of(request).subject)
         if level == "group":
             repo.read("Group", group_id or "")  # 404 / 410 before a job starts
         job = jobs.start(req)
@@ -122,7 +132,7 @@ def register_operations(app: FastAPI, repo: Repository, data_dir: Path) -> None:
     @app.get("/fhir/$export-status/{job}")
     def export_status(job: str, request: Request) -> Response:
         _guard_export(request, None)
-        state = jobs.status(job)
+        state = _own_job(request, jobs, job)
         if state is None:
             raise Anomaly(Category.NOT_FOUND, f"no export job {job}")
         if state["status"] == "in-progress":
@@ -144,14 +154,14 @@ def register_operations(app: FastAPI, repo: Repository, data_dir: Path) -> None:
     @app.delete("/fhir/$export-status/{job}")
     def export_cancel(job: str, request: Request) -> Response:
         _guard_export(request, None)
-        if not jobs.cancel(job):
+        if _own_job(request, jobs, job) is None or not jobs.cancel(job):
             raise Anomaly(Category.NOT_FOUND, f"no export job {job}")
         return Response(status_code=202)
 
     @app.get("/fhir/$export-file/{job}/{name}")
     def export_file(job: str, name: str, request: Request) -> Response:
         _guard_export(request, None)
-        f = jobs.file(job, name)
+        f = jobs.file(job, name) if _own_job(request, jobs, job) is not None else None
         if f is None:
             raise Anomaly(Category.NOT_FOUND, f"no export file {name} in job {job}")
         return FileResponse(f, media_type="application/fhir+ndjson")

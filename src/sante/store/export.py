@@ -31,6 +31,7 @@ class ExportRequest:
     since: str | None = None
     group_id: str | None = None
     request_url: str = ""
+    owner: str | None = None  # who asked: only they (and administrators) may see the job and its files
 
 
 def compartment_types() -> dict[str, list[str]]:
@@ -89,7 +90,7 @@ class ExportJobs:
         d = self.folder / job
         d.mkdir()
         self._state(job, {"status": "in-progress", "progress": "starting", "request": req.request_url,
-                          "transactionTime": now_instant()})
+                          "transactionTime": now_instant(), "owner": req.owner})
         threading.Thread(target=self._run, args=(job, req), daemon=True).start()
         return job
 
