@@ -26,7 +26,7 @@ from sante.api.security import Security, SecurityMiddleware, audit_of, principal
 from sante.api.security_routes import register_security_routes
 from sante.api.signing_routes import correction_from_request
 from sante.api.signing_routes import register as register_signing
-from sante.auth.policy import forbidden, may_see, require, row_filter, visible_ids
+from sante.auth.policy import forbidden, may_see, require, require_visible, require_visible_in, row_filter, visible_ids
 from sante.auth.principal import Principal
 from sante.auth.roles import patient_data_types
 from sante.clinical.signing import check_update_allowed, record_correction
@@ -294,14 +294,8 @@ def _audit_read(request: Request, stored: StoredResource) -> None:
 def _visible_read(repo: Repository, principal: Principal, rtype: str, rid: str, version: int | None
                   ) -> StoredResource:
     with repo.reader() as tx:
-        _check_visible(tx.conn, principal, rtype, rid)
+        require_visible(tx.conn, principal, rtype, rid)
         return tx.read(rtype, rid) if version is None else tx.vread(rtype, rid, version)
-
-
-def _check_visible_now(repo: Repository, principal: Principal, rtype: str, rid: str) -> None:
-    if row_filter(principal, rtype) is not None:
-        with repo.reader() as tx:
-            _check_visible(tx.conn, principal, rtype, rid)
 
 
 class _SignedGuard:
@@ -325,7 +319,7 @@ def _guarded_update(tx: Any, request: Request, principal: Principal, resource: d
     a reason for changing a signed version, and the new version inside what the principal may write."""
     rtype = resource["resourceType"]
     if existing:
-        _check_visible(tx.conn, principal, rtype, rid)
+        require_visible(tx.conn, principal, rtype, rid)
     else:
         require(principal, "c", rtype)  # update-as-create is a create
     signed = _SignedGuard(tx, request, principal, rtype, rid)
@@ -339,12 +333,6 @@ def _guard(request: Request, op: str, rtype: str) -> Principal:
     principal = principal_of(request)
     require(principal, op, rtype)
     return principal
-
-
-def _check_visible(conn: Any, principal: Principal, rtype: str, rid: str) -> None:
-    """404 for a resource outside what the principal may see: its existence does not leak."""
-    if row_filter(principal, rtype) is not None and not may_see(conn, principal, rtype, rid):
-        raise Anomaly(Category.NOT_FOUND, f"{rtype}/{rid} is not known")
 
 
 def _check_written_visible(conn: Any, principal: Principal, rtype: str, rid: str) -> None:
@@ -544,7 +532,7 @@ def create_app(repository: Repository, data_dir: Path | None = None, security: S
                     raise Anomaly(Category.PRECONDITION_FAILED, f"conditional delete matches {len(found)} {rtype}")
                 if not found:
                     return found, None
-                _check_visible(tx.conn, principal, rtype, found[0])
+                require_visible(tx.conn, principal, rtype, found[0])
                 signed = _SignedGuard(tx, request, principal, rtype, found[0])
                 deleted = tx.delete(rtype, found[0])
                 signed.done(deleted)
@@ -570,7 +558,7 @@ def create_app(repository: Repository, data_dir: Path | None = None, security: S
 
         def write() -> StoredResource:
             with repo.transaction() as tx:
-                _check_visible(tx.conn, principal, rtype, rid)
+                require_visible(tx.conn, principal, rtype, rid)
                 current = tx.read(rtype, rid)
                 signed = _SignedGuard(tx, request, principal, rtype, rid)
                 if ctype == "application/json-patch+json":
@@ -629,7 +617,7 @@ def create_app(repository: Repository, data_dir: Path | None = None, security: S
 
         def write() -> StoredResource | None:
             with repo.transaction() as tx:
-                _check_visible(tx.conn, principal, rtype, rid)
+                require_visible(tx.conn, principal, rtype, rid)
                 signed = _SignedGuard(tx, request, principal, rtype, rid)
                 deleted = tx.delete(rtype, rid, if_match)
                 signed.done(deleted)
@@ -644,7 +632,7 @@ def create_app(repository: Repository, data_dir: Path | None = None, security: S
     async def instance_history(rtype: str, rid: str, request: Request) -> Response:
         _check_type(rtype)
         principal = _guard(request, "r", rtype)
-        await db(_check_visible_now, repo, principal, rtype, rid)
+        await db(require_visible_in, repo, principal, rtype, rid)
         return await db(_history, request, repo, rtype, rid)
 
     @app.get("/fhir/{ctype}/{cid}/{rtype}")
@@ -652,7 +640,7 @@ def create_app(repository: Repository, data_dir: Path | None = None, security: S
         _check_type(ctype)
         _check_type(rtype)
         principal = _guard(request, "s", rtype)
-        await db(_check_visible_now, repo, principal, ctype, cid)
+        await db(require_visible_in, repo, principal, ctype, cid)
         return await db(_search_response, request, repo, rtype, _search_query(request), compartment=(ctype, cid))
 
     @app.get("/fhir/{rtype}/{rid}/_history/{vid}")

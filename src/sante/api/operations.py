@@ -22,7 +22,7 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 
 from sante.anomaly import Anomaly, Category, Problem, incorrect, operation_outcome
 from sante.api.security import principal_of
-from sante.auth.policy import forbidden, require, row_filter
+from sante.auth.policy import forbidden, require, require_visible_in, row_filter
 from sante.auth.roles import role_policy
 from sante.fhir.model import r4
 from sante.store import Repository
@@ -86,12 +86,6 @@ def _own_job(request: Request, jobs: ExportJobs, job: str) -> dict[str, Any] | N
     if state is None or (state.get("owner") != principal.subject and principal.role != "admin"):
         return None
     return state
-
-
-def _check_visible_now(repo: Repository, principal: Any, rtype: str, rid: str) -> None:
-    from sante.api.app import _check_visible_now as check
-
-    check(repo, principal, rtype, rid)
 
 
 def register_operations(app: FastAPI, repo: Repository, data_dir: Path) -> None:
@@ -171,7 +165,7 @@ def register_operations(app: FastAPI, repo: Repository, data_dir: Path) -> None:
         principal = principal_of(request)
         require(principal, "r", "Patient")
         query = everything_query(request, pid)
-        await db(_check_visible_now, repo, principal, "Patient", pid)
+        await db(require_visible_in, repo, principal, "Patient", pid)
         readable = tuple(t for t in query.types if _may(principal, "r", t))
         if readable != query.types:  # types the principal may not read are left out, not refused
             start = query.start
@@ -186,7 +180,7 @@ def register_operations(app: FastAPI, repo: Repository, data_dir: Path) -> None:
     def meta(rtype: str, rid: str, request: Request) -> Response:
         principal = principal_of(request)
         require(principal, "r", rtype)
-        _check_visible_now(repo, principal, rtype, rid)
+        require_visible_in(repo, principal, rtype, rid)
         stored = repo.read(rtype, rid)
         meta = (stored.resource or {}).get("meta", {})
         return _respond(request, {"resourceType": "Parameters", "parameter": [{"name": "return", "valueMeta": meta}]})

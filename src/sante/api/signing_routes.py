@@ -20,10 +20,10 @@ import orjson
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from sante.anomaly import Anomaly, Category, incorrect
+from sante.anomaly import incorrect
 from sante.api.security import audit_of, principal_of
 from sante.auth import ca
-from sante.auth.policy import forbidden, may_see, require, row_filter
+from sante.auth.policy import forbidden, require, require_visible_in
 from sante.auth.principal import Principal
 from sante.clinical import signing
 from sante.settings import Settings
@@ -74,14 +74,6 @@ def signing_practitioner(principal: Principal, requested: str | None) -> str:
     return requested
 
 
-def _check_visible(repo: Repository, principal: Principal, rtype: str, rid: str) -> None:
-    """404 for a resource outside what the principal may see (its existence does not leak)."""
-    if row_filter(principal, rtype) is not None:
-        with repo.reader() as tx:
-            if not may_see(tx.conn, principal, rtype, rid):
-                raise Anomaly(Category.NOT_FOUND, f"{rtype}/{rid} is not known")
-
-
 def correction_from_request(request: Request) -> tuple[str | None, str | None]:
     """(reason, agent reference) of a change to a signed version, from the FHIR R4 `X-Provenance` header (a
     Provenance in JSON: `reason[0].text` or a coding's display/code, and `agent[0].who.reference`)."""
@@ -115,13 +107,13 @@ def register(app: FastAPI, repo: Repository, settings: Settings) -> None:
         signing.check_signable(rtype)
         require(principal, "r", rtype)
         require(principal, "c", "Provenance")
-        _check_visible(repo, principal, rtype, rid)
+        require_visible_in(repo, principal, rtype, rid)
         key, chain = ca.load_signer(ca_dir, practitioner)
         return signing.sign(repo, rtype, rid, practitioner, key, chain)
 
     def do_verify(principal: Principal, pid: str) -> signing.VerificationReport:
         require(principal, "r", "Provenance")
-        _check_visible(repo, principal, "Provenance", pid)
+        require_visible_in(repo, principal, "Provenance", pid)
         return signing.verify(repo, pid, anchor=ca.hospital_ca(ca_dir))
 
     @app.post("/fhir/{rtype}/{rid}/$sign")

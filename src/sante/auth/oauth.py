@@ -678,7 +678,8 @@ class SanteAuthorizationServer(AuthorizationServer):
         return self.create_authorization_response(request=oreq, grant_user=user, grant=grant)
 
     # -- discovery --
-    def smart_configuration(self) -> dict[str, Any]:
+    def _common_configuration(self) -> dict[str, Any]:
+        """What the SMART and the OpenID Connect discovery documents both say."""
         base = self.base()
         return {
             "issuer": base,
@@ -693,32 +694,21 @@ class SanteAuthorizationServer(AuthorizationServer):
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": list(AUTH_METHODS_SUPPORTED),
             "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
-            "capabilities": list(SMART_CAPABILITIES),
         }
+
+    def smart_configuration(self) -> dict[str, Any]:
+        return {**self._common_configuration(), "capabilities": list(SMART_CAPABILITIES)}
 
     def openid_configuration(self) -> dict[str, Any]:
-        base = self.base()
         return {
-            "issuer": base,
-            "authorization_endpoint": f"{base}/auth/authorize",
-            "token_endpoint": f"{base}/auth/token",
-            "jwks_uri": f"{base}/auth/jwks",
-            "introspection_endpoint": f"{base}/auth/introspect",
-            "revocation_endpoint": f"{base}/auth/revoke",
-            "response_types_supported": ["code"],
+            **self._common_configuration(),
             "response_modes_supported": ["query"],
-            "grant_types_supported": list(GRANT_TYPES_SUPPORTED),
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
-            "scopes_supported": list(SCOPES_SUPPORTED),
             "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "fhirUser",
                                  "preferred_username"],
-            "token_endpoint_auth_methods_supported": list(AUTH_METHODS_SUPPORTED),
-            "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
-            "code_challenge_methods_supported": ["S256"],
             "prompt_values_supported": ["none"],
         }
-
 
 __all__ = ["ACCESS_LIFETIME", "CODE_LIFETIME", "SMART_CAPABILITIES", "SanteAuthorizationServer",
            "StarletteOAuth2Request"]

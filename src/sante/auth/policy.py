@@ -14,6 +14,8 @@ does not leak; an interaction the principal may not perform at all is a 403.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sante.anomaly import Anomaly, Category
 from sante.auth.principal import Principal
 from sante.auth.roles import compartment_types, patient_data_types, role_allows
@@ -136,4 +138,18 @@ def may_see(conn: object, principal: Principal, rtype: str, rid: str) -> bool:
     return rid in visible_ids(conn, principal, rtype, [rid])
 
 
-__all__ = ["forbidden", "may_see", "require", "restricted_patient", "row_filter", "visible_ids"]
+def require_visible(conn: object, principal: Principal, rtype: str, rid: str) -> None:
+    """404 for a resource outside what the principal may see: its existence does not leak."""
+    if row_filter(principal, rtype) is not None and not may_see(conn, principal, rtype, rid):
+        raise Anomaly(Category.NOT_FOUND, f"{rtype}/{rid} is not known")
+
+
+def require_visible_in(repo: Any, principal: Principal, rtype: str, rid: str) -> None:
+    """require_visible in a read transaction of its own, opened only when the principal is restricted."""
+    if row_filter(principal, rtype) is not None:
+        with repo.reader() as tx:
+            require_visible(tx.conn, principal, rtype, rid)
+
+
+__all__ = ["forbidden", "may_see", "require", "require_visible", "require_visible_in", "restricted_patient",
+           "row_filter", "visible_ids"]

@@ -8,6 +8,7 @@ so a revoked token stops working everywhere within that time.
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from collections import OrderedDict
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
@@ -55,10 +57,6 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
 
 def _issuer_of(token: str) -> str | None:
     """The unverified `iss` of a JWT: only to choose which keys to verify it with."""
-    import base64
-
-    import orjson
-
     try:
         payload = token.split(".")[1]
         return orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))).get("iss")
