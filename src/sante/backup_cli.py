@@ -70,6 +70,21 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
+def _chain_spooled_audit(settings: object) -> None:
+    """Audit events a running server has spooled but not yet chained go into the backup too."""
+    from sante.auth.audit import AuditLog
+    from sante.auth.secrets import load_or_create
+    from sante.store import open_repository
+
+    spool = settings.data_dir / "audit-spool"
+    if spool.is_dir():
+        repo = open_repository(settings.database_url)
+        try:
+            AuditLog(repo.engine, load_or_create(settings.data_dir, "audit")).with_spool(spool).flush()
+        finally:
+            repo.close()
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
     from sante.settings import Settings
     from sante.store.backup import Secret, backup
@@ -77,6 +92,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     with _one_line_errors():
         secret = Secret.resolve(args.passphrase_file, args.key_file)
+        _chain_spooled_audit(settings)
         with _progress("Backing up") as progress:
             s = backup(settings.database_url, Path(args.out_file), secret,
                        attachments_dir=settings.data_dir / "attachments", progress=progress)

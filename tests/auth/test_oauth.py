@@ -54,7 +54,9 @@ def app(repo, tmp_path):
 
 
 def browser(app) -> TestClient:
-    return TestClient(app, base_url=BASE, raise_server_exceptions=False, follow_redirects=False)
+    # The sign-in page speaks Vietnamese unless the browser asks for another language: these tests read English.
+    return TestClient(app, base_url=BASE, raise_server_exceptions=False, follow_redirects=False,
+                      headers={"Accept-Language": "en"})
 
 
 def bearer(app, token: str) -> TestClient:
@@ -137,15 +139,95 @@ def test_authorization_code_flow_with_pkce(app):
     assert claims["exp"] > time.time() and claims["at_hash"]
 
 
-def test_staff_user_gets_no_patient_context(app):
+def test_staff_user_without_launch_patient_gets_no_patient_context(app):
     b = browser(app)
-    code, verifier = get_code(b, username="lan")
+    scope = " ".join(w for w in APP_SCOPES.split() if w != "launch/patient")
+    code, verifier = get_code(b, username="lan", scope=scope)
     tok = exchange(b, code, verifier).json()
     assert "patient" not in tok and "launch/patient" not in tok["scope"].split()
     api = bearer(app, tok["access_token"])
     assert api.get("/fhir/Patient/p2").status_code == 200  # a physician, with user/*.rs
     assert api.post("/fhir/Observation", json={"resourceType": "Observation", "status": "final",
                                                 "code": {"text": "x"}}).status_code == 403  # read-only scopes
+
+
+def test_staff_pick_the_patient_an_app_launches_with(app, repo):
+    """SMART standalone launch by a physician: the app asks for launch/patient, the physician picks the patient
+    among those they may see, and patient/ scopes then confine the app to that patient."""
+    ClientStore(repo.engine).add("chart-app", "A chart app", redirect_uris=[REDIRECT], auth_method="none",
+                                 scopes="openid launch/patient patient/*.rs")
+    b = browser(app)
+    b.headers["accept-language"] = "en"
+    verifier, challenge = pkce()
+    params = authorize_params(challenge, client_id="chart-app", scope="openid launch/patient patient/*.rs")
+    r = b.get("/auth/authorize", params=params)
+    next_path = parse_qs(urlsplit(r.headers["location"]).query)["next"][0]
+    assert sign_in(b, "lan", next_path=next_path).status_code == 303
+    r = b.get(next_path)
+    assert r.status_code == 303 and r.headers["location"].startswith("/launch/patient?")
+    picker = r.headers["location"]
+    page = b.get(picker + "&q=nguyen")
+    assert page.status_code == 200 and "Choose the patient" in page.text and 'value="p1"' in page.text
+    assert 'value="p2"' not in page.text  # Trần does not match
+    form = {"csrf": csrf_of(page.text), "patient": "p1", "client": "chart-app", "next": next_path}
+    assert b.post("/launch/patient", data={**form, "csrf": "forged"}).status_code == 403
+    assert b.post("/launch/patient", data={**form, "next": "https://evil.example/"}).status_code == 400
+    assert b.post("/launch/patient", data={**form, "patient": "nobody"}).status_code == 404
+    r = b.post("/launch/patient", data=form)
+    assert r.status_code == 303 and r.headers["location"] == next_path
+    r = b.get(next_path)
+    assert r.status_code == 302, r.text
+    code = parse_qs(urlsplit(r.headers["location"]).query)["code"][0]
+    tok = exchange(b, code, verifier, client_id="chart-app").json()
+    assert tok["patient"] == "p1" and "launch/patient" in tok["scope"].split()
+    api = bearer(app, tok["access_token"])
+    assert api.get("/fhir/Observation/p1-o").status_code == 200
+    assert api.get("/fhir/Observation/p2-o").status_code == 404  # patient/ scopes: only the picked patient
+    principal = app.state.security.tokens.authenticate(tok["access_token"])
+    assert principal.role == "physician" and principal.patient == "p1"
+    # The pick is for this app only: another app asking for launch/patient is sent to the picker again.
+    _, challenge2 = pkce()
+    r = b.get("/auth/authorize", params=authorize_params(challenge2))
+    assert r.status_code == 303 and r.headers["location"].startswith("/launch/patient?")
+
+
+def test_related_person_sees_the_patient_their_record_names_while_it_is_in_force(app):
+    """A mother signs in for her child: her RelatedPerson record (active, in its period) is the grant."""
+    admin = client_for(app, role="admin", scopes="user/*.cruds", subject="root")
+    rp = {"resourceType": "RelatedPerson", "id": "rp1", "active": True, "patient": {"reference": "Patient/p1"},
+          "relationship": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+                                        "code": "MTH"}]}],
+          "name": [{"family": "Lê", "given": ["Thị", "Hoa"]}], "period": {"start": "2020-01-01"}}
+    assert admin.put("/fhir/RelatedPerson/rp1", json=rp).status_code == 201
+    users = app.state.security.users
+    users.add("hoa", PASSWORD, "related_person", fhir_user="RelatedPerson/rp1")
+    assert users.get("hoa").patient == "p1"
+    b = browser(app)
+    code, verifier = get_code(b, username="hoa")
+    tok = exchange(b, code, verifier).json()
+    assert tok["patient"] == "p1" and "launch/patient" in tok["scope"].split()
+    api = bearer(app, tok["access_token"])
+    assert api.get("/fhir/Patient/p1").status_code == 200
+    assert api.get("/fhir/Observation/p1-o").status_code == 200
+    assert api.get("/fhir/Patient/p2").status_code == 404
+    assert api.get("/fhir/Observation?subject=Patient/p2").json().get("total", 0) == 0
+
+    # The grant ends (the record is made inactive, or its period is over): no more patient context.
+    for change in ({"active": False}, {"period": {"start": "2020-01-01", "end": "2021-01-01"}}):
+        assert admin.put("/fhir/RelatedPerson/rp1", json={**rp, **change}).status_code == 200
+        assert users.get("hoa").patient is None
+        b = browser(app)
+        code, verifier = get_code(b, username="hoa")
+        tok = exchange(b, code, verifier).json()
+        assert "patient" not in tok
+        assert bearer(app, tok["access_token"]).get("/fhir/Patient/p1").status_code in (401, 403)
+
+
+def test_a_related_person_account_must_name_a_related_person(app):
+    from sante.anomaly import Anomaly
+
+    with pytest.raises(Anomaly, match="RelatedPerson"):
+        app.state.security.users.add("xuan", PASSWORD, "related_person", fhir_user="Patient/p1")
 
 
 def test_wrong_pkce_verifier_is_refused(app):
@@ -449,8 +531,8 @@ def test_login_needs_csrf_and_sets_a_session(app):
     b.get("/login")
     r = b.post("/login", data={"username": "an", "password": PASSWORD, "csrf": "forged.token"})
     assert r.status_code == 400 and "sante_session" not in r.headers.get("set-cookie", "")
-    r = sign_in(b, "an", next_path="https://evil.example/")  # not a local path: ignored
-    assert r.status_code == 303 and r.headers["location"] == "/login"
+    r = sign_in(b, "an", next_path="https://evil.example/")  # not a local path: ignored, the home page instead
+    assert r.status_code == 303 and r.headers["location"] == "/"
     page = b.get("/login")
     assert "Signed in as <b>an</b>" in page.text
     # Signing out ends the session: the authorization endpoint asks to sign in again.

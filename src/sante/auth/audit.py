@@ -6,8 +6,10 @@ Each row's hash is HMAC-SHA256, keyed by a secret kept in the data directory (no
 deleting one breaks the link of the next (or the head), reordering breaks both: `verify` names the first
 row where the chain breaks.
 
-Appending is group-committed: requests that finish together share one database transaction (and one fsync), and
-each response waits until its own event is durable, so an access is never served without its audit record.
+A server's request events go first to a spool of per-process journal files (sante.auth.audit_spool): the
+response waits until its own event has been appended there, so an access is never served without its audit
+record, and a background drainer chains the spooled events into the log in batches. Without a spool (the command
+line, tests) the AuditWriter group-commits: requests that finish together share one database transaction.
 """
 
 from __future__ import annotations
@@ -18,14 +20,18 @@ import hashlib
 import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
 from sqlalchemy import Engine, select
 
-from sante.store.repository import now_instant
+from sante.store.repository import now_instant, write_transaction
 from sante.store.schema import audit_head, audit_log
+
+if TYPE_CHECKING:
+    from sante.auth.audit_spool import AuditSpool, Spooled
 
 GENESIS = "0" * 64
 EVENT_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
@@ -130,59 +136,109 @@ class AuditLog:
         self.engine = engine
         self.key = key
         self.sqlite = engine.dialect.name == "sqlite"
+        self.spool: AuditSpool | None = None
+
+    def with_spool(self, directory: Path) -> AuditLog:
+        """Let request events go through a spool in directory (see sante.auth.audit_spool); returns self."""
+        from sante.auth.audit_spool import AuditSpool
+
+        self.spool = AuditSpool(directory, self)
+        return self
+
+    def flush(self) -> None:
+        """Chain whatever is spooled (readers call this first, so they see every acknowledged event)."""
+        if self.spool is not None:
+            self.spool.drain(block=True)
 
     def append(self, events: list[Event]) -> list[int]:
-        """Append events in one transaction, chained after the newest; returns their seq numbers.
+        """Append events in one transaction, chained after the newest; returns their seq numbers."""
+        if not events:
+            return []
+        recorded = now_instant()
+        return self._append([(recorded, e.subtype, e.username, e.patient, e.resource(recorded)) for e in events])
 
-        Plain driver SQL (this runs once per group of requests). On SQLite the append commits with
+    def append_spooled(self, spooled: list[Spooled], offsets: dict[str, int]) -> list[int]:
+        """Chain events read back from spool files and record, in the same transaction, how far each file has
+        been read: every spooled event is chained exactly once."""
+        return self._append([(s.recorded, s.subtype, s.username, s.patient, s.body) for s in spooled], offsets)
+
+    def spool_offsets(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {r[0]: r[1] for r in conn.exec_driver_sql("SELECT name, read_to FROM audit_spool")}
+
+    def forget_spool_files(self, names: list[str]) -> None:
+        mark = "?" if self.sqlite else "%s"
+        with write_transaction(self.engine) as conn:
+            conn.exec_driver_sql(f"DELETE FROM audit_spool WHERE name = {mark}", [(n,) for n in names])
+
+    def _chain(self, items: list[tuple[str, str, str | None, str | None, dict[str, Any]]],
+               head: tuple[int, str] | None) -> list[tuple]:
+        """The audit_log rows for items, chained after head."""
+        seq, prev = head if head else (0, GENESIS)
+        rows = []
+        for recorded, subtype, username, patient, resource in items:
+            seq += 1
+            body = {"resourceType": "AuditEvent", "id": str(seq), **resource}
+            content = orjson.dumps(body)
+            prev = _link(self.key, seq, prev, content)
+            rows.append((seq, recorded, body["action"], subtype, body["outcome"], username, patient, content, prev))
+        return rows
+
+    def _append(self, items: list[tuple[str, str, str | None, str | None, dict[str, Any]]],
+                offsets: dict[str, int] | None = None) -> list[int]:
+        """Plain driver SQL (this runs once per group of events). The rows are rendered and chained before the
+        write lock is taken, after the head as last seen, and again inside only if another appender moved the
+        head meanwhile: the lock is held for the inserts alone. On SQLite the append commits with
         synchronous=NORMAL: under WAL that survives a crash or kill -9 of any process (the log is in the OS's
         hands), holds the write lock for a fraction of an fsync, and the next synchronous=FULL commit of a clinical
         write puts it on disk with its own."""
-        if not events:
-            return []
         mark = "?" if self.sqlite else "%s"
+        q = "SELECT seq, hash FROM audit_head WHERE id = 1"
         with self.engine.connect() as conn:
+            seen = conn.exec_driver_sql(q).first()
+            conn.rollback()
+            seen = (seen[0], seen[1]) if seen else None
+            rows = self._chain(items, seen)
             raw = conn.connection.dbapi_connection  # PRAGMA synchronous only outside a transaction: below SQLAlchemy
             if self.sqlite:
                 raw.execute("PRAGMA synchronous=NORMAL")
             try:
                 conn = conn.execution_options(sante_write=True)  # SQLite: BEGIN IMMEDIATE serialises appenders
                 with conn.begin():
-                    q = "SELECT seq, hash FROM audit_head WHERE id = 1" + ("" if self.sqlite else " FOR UPDATE")
-                    head = conn.exec_driver_sql(q).first()
+                    head = conn.exec_driver_sql(q + ("" if self.sqlite else " FOR UPDATE")).first()
                     if head is None and not self.sqlite:  # the first appenders race to create the head
                         conn.exec_driver_sql("LOCK TABLE audit_head IN EXCLUSIVE MODE")
                         head = conn.exec_driver_sql(q).first()
-                    seq, prev = (head[0], head[1]) if head else (0, GENESIS)
-                    rows, seqs = [], []
-                    recorded = now_instant()
-                    for e in events:
-                        seq += 1
-                        body = {"resourceType": "AuditEvent", "id": str(seq), **e.resource(recorded)}
-                        content = orjson.dumps(body)
-                        prev = _link(self.key, seq, prev, content)
-                        rows.append((seq, recorded, body["action"], e.subtype, body["outcome"], e.username, e.patient,
-                                     content, prev))
-                        seqs.append(seq)
-                    conn.exec_driver_sql(
-                        "INSERT INTO audit_log (seq, recorded, action, subtype, outcome, username, patient, content, "
-                        f"hash) VALUES ({', '.join([mark] * 9)})", rows)
-                    if head is None:
-                        conn.exec_driver_sql(f"INSERT INTO audit_head (id, seq, hash) VALUES (1, {mark}, {mark})",
-                                             (seq, prev))
-                    else:
-                        conn.exec_driver_sql(f"UPDATE audit_head SET seq = {mark}, hash = {mark} WHERE id = 1",
-                                             (seq, prev))
+                    head = (head[0], head[1]) if head else None
+                    if head != seen:
+                        rows = self._chain(items, head)
+                    if rows:
+                        conn.exec_driver_sql(
+                            "INSERT INTO audit_log (seq, recorded, action, subtype, outcome, username, patient, "
+                            f"content, hash) VALUES ({', '.join([mark] * 9)})", rows)
+                        last = (rows[-1][0], rows[-1][8])
+                        if head is None:
+                            conn.exec_driver_sql(f"INSERT INTO audit_head (id, seq, hash) VALUES (1, {mark}, {mark})",
+                                                 last)
+                        else:
+                            conn.exec_driver_sql(f"UPDATE audit_head SET seq = {mark}, hash = {mark} WHERE id = 1",
+                                                 last)
+                    if offsets:
+                        names = [(n,) for n in offsets]
+                        conn.exec_driver_sql(f"DELETE FROM audit_spool WHERE name = {mark}", names)
+                        conn.exec_driver_sql(f"INSERT INTO audit_spool (name, read_to) VALUES ({mark}, {mark})",
+                                             list(offsets.items()))
             finally:
                 if self.sqlite:
                     raw.execute("PRAGMA synchronous=FULL")
-        return seqs
+        return [r[0] for r in rows]
 
     def record(self, event: Event) -> int:
         return self.append([event])[0]
 
     def verify(self, batch: int = 5000) -> Verification:
         """Walk the whole chain; the first broken link is reported with its seq."""
+        self.flush()
         prev, expected, checked = GENESIS, 1, 0
         with self.engine.connect() as conn:
             head = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
@@ -223,6 +279,7 @@ class AuditLog:
                until: str | None = None, action: str | None = None, subtype: str | None = None,
                before: int | None = None, count: int = 50) -> list[tuple[int, bytes]]:
         """(seq, AuditEvent JSON), newest first."""
+        self.flush()
         c = audit_log.c
         conds = []
         for col, value in ((c.patient, patient), (c.username, username), (c.action, action), (c.subtype, subtype)):
@@ -239,11 +296,13 @@ class AuditLog:
             return [(r[0], bytes(r[1])) for r in conn.execute(q)]
 
     def read(self, seq: int) -> bytes | None:
+        self.flush()
         with self.engine.connect() as conn:
             row = conn.execute(select(audit_log.c.content).where(audit_log.c.seq == seq)).first()
         return bytes(row[0]) if row else None
 
     def iter_all(self) -> Iterator[bytes]:
+        self.flush()
         after = 0
         while True:
             with self.engine.connect() as conn:
@@ -265,6 +324,10 @@ class AuditWriter:
         self._task: asyncio.Task[None] | None = None
 
     async def record(self, event: Event) -> int:
+        """Returns the event's seq, or 0 when it went to the spool (chained within a drain interval)."""
+        if self.log.spool is not None:
+            self.log.spool.write([event])  # one append to this process's journal: microseconds, no lock
+            return 0
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.append((event, fut))
         if self._task is None or self._task.done():

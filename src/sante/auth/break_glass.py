@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, insert, select
 
 from sante.anomaly import incorrect
+from sante.store.repository import write_transaction
 from sante.store.schema import break_glass
 
 ALLOWED_ROLES = ("physician", "nurse", "pharmacist", "lab_technician", "radiologist")
@@ -34,7 +35,7 @@ class BreakGlass:
         row = {"id": uuid.uuid4().hex, "username": username, "patient": patient, "reason": reason,
                "granted": now.isoformat(timespec="seconds"),
                "expires": (now + timedelta(minutes=minutes)).isoformat(timespec="seconds")}
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             conn.execute(insert(break_glass).values(**row))
         self._cache.pop(username, None)
         return row

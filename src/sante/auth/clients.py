@@ -33,6 +33,7 @@ from sante.anomaly import Anomaly, Category, incorrect
 from sante.auth.passwords import hash_password, verify_password
 from sante.auth.roles import ROLES
 from sante.auth.scopes import INTERACTIONS, Grant, parse_grant
+from sante.store.repository import write_transaction
 from sante.store.schema import oauth_clients
 
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post", "private_key_jwt")
@@ -240,7 +241,7 @@ class ClientStore:
             raise incorrect("an app that signs people in needs at least one redirect URI", "redirect-uri")
         if "client_credentials" in grant_types and auth_method == "none":
             raise incorrect("a public client cannot use client credentials", "grant-types")
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             if conn.execute(select(oauth_clients.c.client_id).where(oauth_clients.c.client_id == client_id)).first():
                 raise Anomaly(Category.CONFLICT, f"client {client_id!r} already exists")
             conn.execute(insert(oauth_clients).values(
@@ -262,7 +263,7 @@ class ClientStore:
             return [_client(r) for r in conn.execute(select(oauth_clients).order_by(oauth_clients.c.client_id))]
 
     def set_disabled(self, client_id: str, disabled: bool = True) -> Client:
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             n = conn.execute(update(oauth_clients).where(oauth_clients.c.client_id == client_id)
                              .values(disabled=disabled)).rowcount
         if not n:

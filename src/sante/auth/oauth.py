@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import contextvars
+import dataclasses
 import hashlib
 import threading
 import time
@@ -65,12 +66,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from sante.anomaly import Anomaly
-from sante.auth.clients import ASSERTION_ALGS, Client, ClientStore
+from sante.auth.clients import ASSERTION_ALGS, Client, ClientStore, narrow_scopes
 from sante.auth.scopes import parse_grant
 from sante.auth.secrets import load_or_create
 from sante.auth.tokens import TokenService
 from sante.auth.users import User, UserStore
 from sante.auth.web_session import SESSION_LIFETIME, sha256_hex
+from sante.store.repository import write_transaction
 from sante.store.schema import oauth_assertions, oauth_codes, oauth_refresh, revoked_tokens
 
 ACCESS_LIFETIME = 3600
@@ -268,7 +270,7 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
             return False
         now = int(self.server.clock())
         try:
-            with self.server.engine.begin() as conn:
+            with write_transaction(self.server.engine) as conn:
                 conn.execute(delete(oauth_assertions).where(oauth_assertions.c.expires < now - 600))
                 conn.execute(insert(oauth_assertions).values(client_id=str(claims["sub"]), jti=jti,
                                                              expires=int(claims["exp"])))
@@ -297,6 +299,14 @@ class Pkce(CodeChallenge):
         super().validate_code_challenge(grant, redirect_uri)
 
 
+def with_launch_patient(user: User | None, patient: str | None) -> User | None:
+    """A staff user with the patient they picked for an app's launch (kept with the code and refresh token);
+    patients and related persons keep the patient their account gives them."""
+    if user is None or not patient or user.role in ("patient", "related_person"):
+        return user
+    return dataclasses.replace(user, launch_patient=patient)
+
+
 class CodeGrant(AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = _ALL_AUTH
     server: SanteAuthorizationServer
@@ -307,7 +317,7 @@ class CodeGrant(AuthorizationCodeGrant):
         scope = self.server.user_scope(request.scope or "", user, client)
         data = request.payload.data
         now = int(self.server.clock())
-        with self.server.engine.begin() as conn:
+        with write_transaction(self.server.engine) as conn:
             conn.execute(delete(oauth_codes).where(oauth_codes.c.expires < now - 3600))
             conn.execute(insert(oauth_codes).values(
                 code_hash=sha256_hex(code), client_id=client.client_id, username=user.username, scope=scope,
@@ -321,7 +331,7 @@ class CodeGrant(AuthorizationCodeGrant):
         what its first exchange produced (RFC 6749 §4.1.2)."""
         h = sha256_hex(code)
         c = oauth_codes.c
-        with self.server.engine.begin() as conn:
+        with write_transaction(self.server.engine) as conn:
             row = conn.execute(select(oauth_codes).where(c.code_hash == h, c.client_id == client.client_id)).first()
             if row is None:
                 return None
@@ -340,7 +350,7 @@ class CodeGrant(AuthorizationCodeGrant):
         pass  # claimed (used = true) when it was looked up
 
     def authenticate_user(self, authorization_code: StoredCode) -> User | None:
-        return self.server.active_user(authorization_code.username)
+        return with_launch_patient(self.server.active_user(authorization_code.username), authorization_code.patient)
 
 
 class RefreshGrant(RefreshTokenGrant):
@@ -362,7 +372,7 @@ class RefreshGrant(RefreshTokenGrant):
     def validate_token_request(self) -> None:
         super().validate_token_request()
         rec: RefreshRecord = self.request.refresh_token
-        with self.server.engine.begin() as conn:  # claim it: of two concurrent uses, one wins
+        with write_transaction(self.server.engine) as conn:  # claim it: of two concurrent uses, one wins
             won = conn.execute(update(oauth_refresh).where(oauth_refresh.c.token_hash == rec.token_hash,
                                                            oauth_refresh.c.revoked.is_(False))
                                .values(revoked=True)).rowcount == 1
@@ -371,7 +381,7 @@ class RefreshGrant(RefreshTokenGrant):
             raise InvalidGrantError("the refresh token has been used already")
 
     def authenticate_user(self, refresh_token: RefreshRecord) -> User:
-        user = self.server.active_user(refresh_token.username)
+        user = with_launch_patient(self.server.active_user(refresh_token.username), refresh_token.patient)
         if user is None:
             raise InvalidGrantError("the user account is disabled or gone")
         return user
@@ -535,7 +545,8 @@ class SanteAuthorizationServer(AuthorizationServer):
     @staticmethod
     def user_scope(scope: str, user: User, client: Client) -> str:
         """What a signed-in user's app gets of the scopes its client may have: no system/ scopes (those are for
-        backend services), launch/patient only for a patient user (no patient picker yet), fhirUser only for a
+        backend services), launch/patient only with a patient in context (a patient, a related person, or staff
+        who picked one), fhirUser only for a
         user linked to a FHIR resource, refresh scopes only for a client allowed refresh tokens."""
         out = []
         for s in scope.split():
@@ -578,7 +589,7 @@ class SanteAuthorizationServer(AuthorizationServer):
         code: StoredCode | None = request.authorization_code
         previous: RefreshRecord | None = request.refresh_token
         now = int(self.clock())
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             if code is not None:
                 conn.execute(update(oauth_codes).where(oauth_codes.c.code_hash == code.code_hash)
                              .values(token_jti=claims["jti"]))
@@ -612,7 +623,7 @@ class SanteAuthorizationServer(AuthorizationServer):
                              m["expires"], bool(m["revoked"]))
 
     def revoke_refresh_family(self, family: str) -> None:
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             conn.execute(update(oauth_refresh).where(oauth_refresh.c.family == family).values(revoked=True))
 
     def revoke_code_grant(self, conn: Any, code_hash: str, jti: str | None) -> None:
@@ -654,9 +665,12 @@ class SanteAuthorizationServer(AuthorizationServer):
 
     # -- the authorization endpoint --
     def authorization_response(self, request: Request, user: User | None, auth_time: int | None,
-                               login_url: str) -> Response:
+                               login_url: str, picked_patient: str | None = None, picker_url: str | None = None
+                               ) -> Response:
         """Validate the request (client, redirect URI, scope, PKCE, aud) and then: send an anonymous browser to
-        sign in, or issue the code to a signed-in user. Registered clients are pre-approved: no consent page."""
+        sign in; send staff whose app asks for launch/patient to pick a patient (picker_url) unless they have
+        (picked_patient); or issue the code to the signed-in user. Registered clients are pre-approved: no
+        consent page."""
         try:
             grant = self.get_consent_grant(request, end_user=user)
         except OAuth2Error as e:
@@ -675,6 +689,11 @@ class SanteAuthorizationServer(AuthorizationServer):
                                                                            state=state))
             return RedirectResponse(login_url, status_code=303)
         oreq.sante_auth_time = auth_time
+        wants_patient = "launch/patient" in narrow_scopes(data.get("scope") or "", grant.client.scopes).split()
+        if wants_patient and user.role not in ("patient", "related_person") and picker_url is not None:
+            if not picked_patient:
+                return RedirectResponse(picker_url, status_code=303)
+            user = with_launch_patient(user, picked_patient)
         return self.create_authorization_response(request=oreq, grant_user=user, grant=grant)
 
     # -- discovery --

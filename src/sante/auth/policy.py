@@ -85,20 +85,32 @@ def row_filter(principal: Principal, rtype: str, alias: str = "r", op: str = "r"
     return None
 
 
+# The organizations of one facility (one `?`: the user's organization): its topmost partOf ancestor and everything
+# under it. A user bound to a department sees what the hospital manages or treats, and the reverse.
+_FACILITY = (
+    "(WITH RECURSIVE up(id) AS (SELECT CAST(? AS VARCHAR(64)) UNION SELECT op.target_id FROM idx_reference op "
+    "JOIN up ON op.res_id = up.id WHERE op.res_type = 'Organization' AND op.param = 'partof' "
+    "AND op.target_type = 'Organization'), "
+    "down(id) AS (SELECT id FROM up UNION SELECT oc.res_id FROM idx_reference oc JOIN down ON oc.target_id = down.id "
+    "WHERE oc.res_type = 'Organization' AND oc.param = 'partof' AND oc.target_type = 'Organization') "
+    "SELECT id FROM down)"
+)
+
+
 def _patient_visible_to_org(patient_col: str) -> str:
     """SQL (one `?`: the organization id, three times) true when the patient in patient_col is one the
-    organization may see: it manages the patient or has treated them (an Encounter it provided), and no active
-    Consent of the patient denies that organization."""
+    organization's facility may see: it manages the patient or has treated them (an Encounter it provided), and
+    no active Consent of the patient denies it."""
     return (
         f"((EXISTS (SELECT 1 FROM idx_reference mo WHERE mo.res_type = 'Patient' AND mo.res_id = {patient_col} "
-        f"AND mo.param = 'organization' AND mo.target_type = 'Organization' AND mo.target_id = ?) "
+        f"AND mo.param = 'organization' AND mo.target_type = 'Organization' AND mo.target_id IN {_FACILITY}) "
         f"OR EXISTS (SELECT 1 FROM idx_reference es JOIN idx_reference sp ON sp.res_type = 'Encounter' "
         f"AND sp.res_id = es.res_id AND sp.param = 'service-provider' AND sp.target_type = 'Organization' "
-        f"AND sp.target_id = ? WHERE es.res_type = 'Encounter' AND es.param = 'subject' "
+        f"AND sp.target_id IN {_FACILITY} WHERE es.res_type = 'Encounter' AND es.param = 'subject' "
         f"AND es.target_type = 'Patient' AND es.target_id = {patient_col})) "
         f"AND NOT EXISTS (SELECT 1 FROM idx_reference cp "
         f"JOIN idx_reference ca ON ca.res_type = 'Consent' AND ca.res_id = cp.res_id AND ca.param = 'actor' "
-        f"AND ca.target_type = 'Organization' AND ca.target_id = ? "
+        f"AND ca.target_type = 'Organization' AND ca.target_id IN {_FACILITY} "
         f"JOIN idx_token cs ON cs.res_type = 'Consent' AND cs.res_id = cp.res_id AND cs.param = 'status' "
         f"AND cs.code = 'active' "
         f"JOIN idx_token ct ON ct.res_type = 'Consent' AND ct.res_id = cp.res_id AND ct.param = 'provision-type' "
@@ -109,14 +121,19 @@ def _patient_visible_to_org(patient_col: str) -> str:
 
 
 def _organization_rows(alias: str, rtype: str, org: str) -> Sql:
+    """Rows of rtype an organization-bound user may see: those of patients their facility may see, and those
+    about no patient at all (a pharmacy's stock receipt, an Observation of a device or a group)."""
     if rtype == "Patient":
         return Sql(_patient_visible_to_org(f"{alias}.id"), [org, org, org])
     cparams = _compartment_params(rtype)
     if not cparams:
         return Sql("1 = 0")
-    return Sql(f"EXISTS (SELECT 1 FROM idx_reference c WHERE c.res_type = ? AND c.res_id = {alias}.id AND c.param IN "
-               f"({', '.join('?' * len(cparams))}) AND c.target_type = 'Patient' AND "
-               f"{_patient_visible_to_org('c.target_id')})", [rtype, *cparams, org, org, org])
+    marks = ", ".join("?" * len(cparams))
+    return Sql(f"(EXISTS (SELECT 1 FROM idx_reference c WHERE c.res_type = ? AND c.res_id = {alias}.id AND c.param "
+               f"IN ({marks}) AND c.target_type = 'Patient' AND {_patient_visible_to_org('c.target_id')}) "
+               f"OR NOT EXISTS (SELECT 1 FROM idx_reference n WHERE n.res_type = ? AND n.res_id = {alias}.id "
+               f"AND n.param IN ({marks}) AND n.target_type = 'Patient'))",
+               [rtype, *cparams, org, org, org, rtype, *cparams])
 
 
 def visible_ids(conn: object, principal: Principal, rtype: str, ids: list[str]) -> set[str]:

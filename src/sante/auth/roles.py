@@ -72,12 +72,16 @@ def role_policy(role: str) -> RolePolicy:
         "system": _policy(True, everything, delete=True, export=True),
         "receptionist": _policy(False, {"Patient", "RelatedPerson", "Appointment", "AppointmentResponse",
                                         "Encounter", "Coverage", "Schedule", "Slot", "EpisodeOfCare"}),
+        # Nurses write nursing notes (Composition) and mark beds cleaned or closed (Location.operationalStatus).
         "nurse": _policy(True, {"Observation", "MedicationAdministration", "Encounter", "Flag", "Communication",
                                 "DocumentReference", "QuestionnaireResponse", "Task", "AllergyIntolerance",
-                                "Procedure", "Specimen", "Provenance", "Binary", "Media", "CarePlan"}),
+                                "Procedure", "Specimen", "Provenance", "Binary", "Media", "CarePlan",
+                                "Composition", "Location"}),
         "physician": _policy(True, CLINICAL_WRITE | {"Patient", "RelatedPerson", "Appointment"}),
+        # Pharmacists keep the stock: receipts and counts are SupplyDeliveries (sante.clinical.pharmacy).
         "pharmacist": _policy(True, {"MedicationDispense", "MedicationRequest", "Medication", "MedicationKnowledge",
-                                     "DetectedIssue", "Communication", "Provenance"}),
+                                     "DetectedIssue", "Communication", "Provenance", "SupplyDelivery",
+                                     "SupplyRequest"}),
         "lab_technician": _policy(True, {"Specimen", "Observation", "DiagnosticReport", "ServiceRequest", "Task",
                                          "Provenance", "Binary", "Media"}),
         "radiologist": _policy(True, {"ImagingStudy", "DiagnosticReport", "Observation", "Media", "Binary",

@@ -26,6 +26,7 @@ from sante.anomaly import Anomaly, Category
 from sante.auth.principal import Principal
 from sante.auth.roles import ROLES
 from sante.auth.scopes import Scopes
+from sante.store.repository import write_transaction
 from sante.store.schema import revoked_tokens
 
 ISSUER = "sante"
@@ -130,7 +131,7 @@ class TokenService:
         jti, exp = claims.get("jti"), claims.get("exp")
         if not jti:
             return False
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             conn.execute(delete(revoked_tokens).where(revoked_tokens.c.jti == jti))
             conn.execute(insert(revoked_tokens).values(jti=jti, expires=int(exp or 0)))
         self._revoked.add(jti)

@@ -21,11 +21,18 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine, delete, insert, select
 
+from sante.auth.principal import Principal
+from sante.auth.scopes import Scopes
+from sante.auth.users import User
+from sante.store.repository import write_transaction
 from sante.store.schema import oauth_sessions
 
 SESSION_COOKIE = "sante_session"
 CSRF_COOKIE = "sante_csrf"
 SESSION_LIFETIME = 8 * 3600  # one working shift
+LAUNCH_COOKIE = "sante_launch"
+LAUNCH_PICK_LIFETIME = 600  # seconds between picking a patient and the app's authorization
+SECOND_STEP_SECONDS = 300  # to type the one-time code once the password was accepted
 
 
 def sha256_hex(value: str) -> str:
@@ -57,9 +64,47 @@ class Signer:
         nonce, _, mac = form_value.rpartition(".")
         return hmac.compare_digest(nonce, cookie) and self.check("csrf", nonce, mac)
 
-    # -- logout form: a token bound to the session --
+    # -- sign-in in two steps: the password was accepted, the one-time code comes next --
+    def password_accepted(self, username: str, now: float) -> str:
+        """A form token saying that `username`'s password was right, good for SECOND_STEP_SECONDS."""
+        value = f"{int(now) + SECOND_STEP_SECONDS}:{username}"
+        return f"{value}.{self.sign('second-step', value)}"
+
+    def accepted_username(self, token: str | None, now: float) -> str | None:
+        """The username of a live password_accepted token, None for an expired, altered or forged one."""
+        value, _, mac = (token or "").rpartition(".")
+        expires, _, username = value.partition(":")
+        if not (value and expires.isdigit() and username and self.check("second-step", value, mac)):
+            return None
+        return username if int(expires) > now else None
+
+    # -- the patient picked for an app's launch: a short-lived cookie bound to the user and the app --
+    def launch_pick(self, username: str, client_id: str, patient: str, expires: int) -> str:
+        value = f"{username}|{client_id}|{patient}|{expires}"
+        return f"{base64.urlsafe_b64encode(value.encode()).decode()}.{self.sign('launch', value)}"
+
+    def read_launch_pick(self, cookie: str | None, username: str, client_id: str, now: float) -> str | None:
+        """The patient picked by this user for this app, while the pick is fresh; None otherwise."""
+        if not cookie or "." not in cookie:
+            return None
+        encoded, _, mac = cookie.rpartition(".")
+        try:
+            value = base64.urlsafe_b64decode(encoded.encode()).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not self.check("launch", value, mac):
+            return None
+        parts = value.split("|")
+        if len(parts) != 4 or parts[0] != username or parts[1] != client_id or not parts[3].isdigit():
+            return None
+        return parts[2] if int(parts[3]) > now else None
+
+    # -- the sign-out form and every form of the web app's pages: a token bound to the session --
     def session_csrf(self, cookie: str) -> str:
         return self.sign("logout", cookie)
+
+    def check_session_csrf(self, cookie: str | None, token: str | None) -> bool:
+        return bool(cookie) and bool(token) and self.check("logout", cookie or "", token or "")
 
 
 class LoginSessions:
@@ -74,7 +119,7 @@ class LoginSessions:
         """A new session; returns the cookie value."""
         sid = secrets.token_urlsafe(32)
         now = int(self.clock())
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             conn.execute(delete(oauth_sessions).where(oauth_sessions.c.expires < now))
             conn.execute(insert(oauth_sessions).values(session_hash=sha256_hex(sid), username=username, auth_time=now,
                                                        expires=now + SESSION_LIFETIME))
@@ -101,8 +146,26 @@ class LoginSessions:
     def end(self, cookie: str | None) -> None:
         sid = self._sid(cookie)
         if sid is not None:
-            with self.engine.begin() as conn:
+            with write_transaction(self.engine) as conn:
                 conn.execute(delete(oauth_sessions).where(oauth_sessions.c.session_hash == sha256_hex(sid)))
+
+
+def safe_next(value: str | None) -> str:
+    """A local path to send the browser to after signing in (or switching language); anything else (another
+    site, a scheme, a control character) is dropped."""
+    if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
+        return ""
+    if any(ord(ch) < 0x20 or ch == "\\" for ch in value):
+        return ""
+    return value
+
+
+def session_principal(user: User) -> Principal:
+    """Who a browser signed in as `user` is to the authorization rules: everything the user's role allows
+    (`user/*.cruds`), narrowed by their organization, or, for a patient, their own record (`patient/*.cruds`)."""
+    scopes = Scopes.parse("patient/*.cruds" if user.patient else "user/*.cruds")
+    return Principal(subject=user.username, role=user.role, scopes=scopes, fhir_user=user.fhir_user,
+                     patient=user.patient, organization=user.organization)
 
 
 class FailureLimit:
@@ -155,4 +218,4 @@ class FailureLimit:
 
 
 __all__ = ["CSRF_COOKIE", "SESSION_COOKIE", "SESSION_LIFETIME", "FailureLimit", "LoginSessions", "Signer",
-           "sha256_hex"]
+           "safe_next", "session_principal", "sha256_hex"]

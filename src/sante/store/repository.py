@@ -352,7 +352,9 @@ class Repository:
         self.url = url
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
         self.engine = _engine(url)
-        with self.engine.connect() as conn, conn.begin():
+        with write_transaction(self.engine) as conn:  # processes starting together migrate one at a time
+            if self.dialect == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(5736110)")  # 'sante' migrations
             self.schema_version = migrate(conn, now_instant())
         self.optimize()
 
@@ -413,7 +415,18 @@ class Repository:
             conn.commit()
 
     def close(self) -> None:
+        self.engine.sante_closed = True  # type: ignore[attr-defined]  # background users (audit drains) stop
         self.engine.dispose()
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: on SQLite it takes the write lock up front (BEGIN IMMEDIATE), so it waits
+    its turn instead of failing with "database is locked" when another writer commits after it began reading."""
+    with engine.connect() as conn:
+        conn.execution_options(sante_write=True)
+        with conn.begin():
+            yield conn
 
 
 def _engine(url: str) -> Engine:

@@ -189,6 +189,15 @@ audit_head = Table(
     Column("hash", String(64), nullable=False),
 )
 
+# How far each audit spool file (sante.auth.audit_spool) has been chained, updated in the same transaction as
+# the events it chains, so a spooled event is chained exactly once.
+audit_spool = Table(
+    "audit_spool",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("read_to", BigInteger, nullable=False),
+)
+
 SECURITY_TABLES = (users, revoked_tokens, break_glass, audit_log, audit_head)
 
 # -- OAuth2 / OpenID Connect (sante.auth.oauth): registered client apps, authorization codes, refresh tokens,
@@ -399,10 +408,14 @@ def _v6_oauth(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _v7_audit_spool(conn: Connection) -> None:
+    audit_spool.create(conn, checkfirst=True)
+
+
 # Ordered migrations: index + 1 is the schema version each one brings the database to. Append only.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1_initial, _v2_search_index, _v3_index_by_resource_and_param, _v4_security, _v5_text_index,
-    _v6_oauth,
+    _v6_oauth, _v7_audit_spool,
 ]
 
 
