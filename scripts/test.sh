@@ -12,6 +12,18 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     echo "scripts/test.sh: PostgreSQL is missing; install it (apt-get install postgresql) or run as root" >&2
   fi
 fi
+# A browser for the web app's tests: Playwright drives Debian's Chromium (`playwright install` is not used).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "scripts/test.sh: Chromium is missing; install it (apt-get install chromium) or run as root" >&2
+  fi
+fi
+# The Unicode font of the printed documents (PDF) in Vietnamese: Debian's DejaVu Sans.
+if [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-dejavu-core >/dev/null
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi

@@ -239,6 +239,12 @@ def cmd_token(args: argparse.Namespace) -> int:
             raise CliError(f"user {args.user} is disabled")
         role, fhir_user, organization = user.role, user.fhir_user, user.organization
         subject = user.username
+        if user.role in ("patient", "related_person"):
+            if user.patient is None:
+                raise CliError(f"user {args.user} has no patient to see (their RelatedPerson record is missing, "
+                               "inactive or out of its period)")
+            if args.patient and args.patient != user.patient:
+                raise CliError(f"user {args.user} may only see Patient/{user.patient}")
         patient = args.patient or user.patient
     else:
         subject = _operator()
@@ -344,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sante.clinical.signing_cli import add_signing_commands  # sante ca ..., sante sign, sante verify
 
     add_signing_commands(sub)
+    from sante.demo.cli import add_demo_command  # sante demo
+
+    add_demo_command(sub)
     return p
 
 

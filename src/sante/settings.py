@@ -11,10 +11,12 @@ from pathlib import Path
 class Settings:
     data_dir: Path
     database_url: str
+    time_zone: str = "Asia/Ho_Chi_Minh"  # where the hospital is: the web app shows times in it
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         data_dir = Path(env.get("SANTE_DATA_DIR", "data")).expanduser()
         url = env.get("SANTE_DATABASE_URL") or f"sqlite:///{data_dir / 'sante.db'}"
-        return cls(data_dir=data_dir, database_url=url)
+        return cls(data_dir=data_dir, database_url=url,
+                   time_zone=env.get("SANTE_TIME_ZONE") or "Asia/Ho_Chi_Minh")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -18,18 +19,25 @@ from starlette.responses import Response
 from sante import __version__
 from sante.anomaly import Anomaly, Category, Problem, incorrect
 from sante.api.capability import capability_statement
+from sante.api.merge_routes import register as register_merge
 from sante.api.oauth_routes import register_oauth_routes
 from sante.api.openapi import describe
 from sante.api.operations import register_operations
 from sante.api.outcome import information, operation_outcome, outcome_for
-from sante.api.security import Security, SecurityMiddleware, audit_of, principal_of
+from sante.api.security import Security, SecurityMiddleware, audit_of, is_page, principal_of
 from sante.api.security_routes import register_security_routes
 from sante.api.signing_routes import correction_from_request
 from sante.api.signing_routes import register as register_signing
-from sante.auth.policy import forbidden, may_see, require, require_visible, require_visible_in, row_filter, visible_ids
+from sante.auth.guarded import (
+    SignedChange,
+    check_written_visible,
+    guarded_update,
+    record_read,
+    record_search,
+    search_visible,
+)
+from sante.auth.policy import forbidden, require, require_visible, require_visible_in, row_filter
 from sante.auth.principal import Principal
-from sante.auth.roles import patient_data_types
-from sante.clinical.signing import check_update_allowed, record_correction
 from sante.fhir.model import r4
 from sante.fhir.patch import PatchError, apply_fhirpath_patch
 from sante.fhir.subset import subset
@@ -38,10 +46,13 @@ from sante.store import Repository, StoredResource
 from sante.store.bundles import process_bundle
 from sante.store.index_values import date_range
 from sante.store.repository import new_id
-from sante.store.search import matching_ids, parse_search, run_search
+from sante.store.search import matching_ids, parse_search
+from sante.web import WebApp
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 ETAG_RE = re.compile(r'^(?:W/)?"?(\d+)"?$')
+
+log = logging.getLogger(__name__)
 
 
 def fhir_response(
@@ -197,12 +208,9 @@ def _search_response(
     strict = "handling=strict" in request.headers.get("prefer", "")
     req = parse_search(rtype, query, strict=strict, compartment=compartment)
     principal = principal_of(request)
-    req.restriction = row_filter(principal, rtype, "r", "s")
     with repo.reader() as tx:
-        result = run_search(tx, req)
-        if result.included:
-            result.included = _visible_included(tx.conn, principal, result.included)
-    _audit_search(request, rtype, query, compartment, result.matches)
+        result = search_visible(tx, principal, req)
+    record_search(audit_of(request), rtype, query, compartment, result.matches)
     base = str(request.base_url).rstrip("/") + "/fhir"
     self_url = str(request.url)
     links = [{"relation": "self", "url": self_url}]
@@ -237,60 +245,6 @@ def _search_response(
     return Response(body, media_type=FHIR_JSON)
 
 
-def _visible_included(conn: Any, principal: Principal, included: list[StoredResource]) -> list[StoredResource]:
-    """Included resources the principal may read: whole types its scopes or role exclude are dropped, and
-    rows outside its patients (patient context, organization) too. No leak through _include/_revinclude."""
-    by_type: dict[str, list[str]] = {}
-    for m in included:
-        by_type.setdefault(m.type, []).append(m.id)
-    allowed: set[tuple[str, str]] = set()
-    for rtype, ids in by_type.items():
-        try:
-            require(principal, "r", rtype)
-        except Anomaly:
-            continue
-        allowed.update((rtype, i) for i in visible_ids(conn, principal, rtype, ids))
-    return [m for m in included if (m.type, m.id) in allowed]
-
-
-_PATIENT_PARAMS = ("patient", "subject", "beneficiary")
-
-
-def _audit_search(request: Request, rtype: str, query: list[tuple[str, str]], compartment: tuple[str, str] | None,
-                  matches: list[StoredResource]) -> None:
-    event = audit_of(request)
-    if event is None:
-        return
-    if compartment and compartment[0] == "Patient":
-        event.patient = compartment[1]
-    elif rtype == "Patient" and len(matches) == 1:
-        event.patient = matches[0].id
-    elif event.patient is None:
-        for name, value in query:
-            if name.split(":")[0] in _PATIENT_PARAMS and value.count(",") == 0:
-                ref = value.removeprefix("Patient/")
-                if "/" not in ref and "?" not in ref:
-                    event.patient = ref
-                    break
-    event.entities.extend(f"{m.type}/{m.id}" for m in matches[:50])
-
-
-def _audit_read(request: Request, stored: StoredResource) -> None:
-    """Name the patient whose data was read (for 'who saw this patient's record' audit queries)."""
-    event = audit_of(request)
-    if event is None or event.patient or stored.type not in patient_data_types():
-        return
-    try:
-        body = orjson.loads(stored.content or b"{}")
-    except orjson.JSONDecodeError:
-        return
-    for key in ("subject", "patient", "beneficiary"):
-        ref = (body.get(key) or {}).get("reference", "") if isinstance(body.get(key), dict) else ""
-        if ref.startswith("Patient/"):
-            event.patient = ref.removeprefix("Patient/")
-            return
-
-
 def _visible_read(repo: Repository, principal: Principal, rtype: str, rid: str, version: int | None
                   ) -> StoredResource:
     with repo.reader() as tx:
@@ -298,47 +252,17 @@ def _visible_read(repo: Repository, principal: Principal, rtype: str, rid: str, 
         return tx.read(rtype, rid) if version is None else tx.vread(rtype, rid, version)
 
 
-class _SignedGuard:
-    """A change to a signed version needs a reason (X-Provenance header) and leaves a Provenance of the
-    correction, written in the same transaction as the change."""
-
-    def __init__(self, tx: Any, request: Request, principal: Principal, rtype: str, rid: str) -> None:
-        self.reason, self.agent = correction_from_request(request)
-        self.signed = check_update_allowed(tx, rtype, rid, self.reason)
-        self.tx, self.principal, self.rtype, self.rid = tx, principal, rtype, rid
-
-    def done(self, stored: StoredResource | None) -> None:
-        if self.signed is not None and stored is not None:
-            record_correction(self.tx, self.rtype, self.rid, stored.version, self.signed, self.reason or "",
-                              self.agent or self.principal.fhir_user or self.principal.subject)
-
-
 def _guarded_update(tx: Any, request: Request, principal: Principal, resource: dict[str, Any], rid: str,
                     if_match: int | None, *, existing: bool) -> tuple[StoredResource, bool]:
-    """An update with every check: the old version visible (or, when the update creates, the right to create),
-    a reason for changing a signed version, and the new version inside what the principal may write."""
-    rtype = resource["resourceType"]
-    if existing:
-        require_visible(tx.conn, principal, rtype, rid)
-    else:
-        require(principal, "c", rtype)  # update-as-create is a create
-    signed = _SignedGuard(tx, request, principal, rtype, rid)
-    result = tx.update(resource, rid, if_match=if_match)
-    _check_written_visible(tx.conn, principal, rtype, rid)
-    signed.done(result[0])
-    return result
+    """guarded_update with the reason for changing a signed version from the request's X-Provenance header."""
+    reason, agent = correction_from_request(request)
+    return guarded_update(tx, principal, resource, rid, if_match, existing=existing, reason=reason, agent=agent)
 
 
 def _guard(request: Request, op: str, rtype: str) -> Principal:
     principal = principal_of(request)
     require(principal, op, rtype)
     return principal
-
-
-def _check_written_visible(conn: Any, principal: Principal, rtype: str, rid: str) -> None:
-    """A restricted principal may only write inside what it may see (its patient, its organization)."""
-    if row_filter(principal, rtype) is not None and not may_see(conn, principal, rtype, rid):
-        raise forbidden(f"{rtype}/{rid} would be outside the patients this account may write for")
 
 
 _BUNDLE_OPS = {"GET": "r", "HEAD": "r", "POST": "c", "PUT": "u", "PATCH": "u", "DELETE": "d"}
@@ -381,42 +305,55 @@ def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any
 
 
 def create_app(repository: Repository, data_dir: Path | None = None, security: Security | None = None) -> FastAPI:
-    """The FHIR API over a repository; exports and server secrets live under data_dir (default: the configured
-    one). Every request but the public few needs a bearer token (see sante.api.security)."""
+    """The FHIR API over a repository, at /fhir, and the clinician web app (sante.web) at /; exports and server
+    secrets live under data_dir (default: the configured one). Every API request but the public few needs a
+    bearer token, every page the sign-in session (see sante.api.security)."""
     app = FastAPI(title="Sante FHIR R4 API", version=__version__, docs_url="/fhir/docs", openapi_url="/fhir/openapi.json")
     data_dir = data_dir or Settings.from_env().data_dir
     security = security or Security.for_repository(repository, data_dir)
     app.state.repository = repository
     app.state.security = security
     app.add_middleware(FormatCheck)
-    app.add_middleware(SecurityMiddleware, security=security)
+    web = WebApp(repository, security.users, data_dir, Settings.from_env().time_zone)
+    app.add_middleware(SecurityMiddleware, security=security, pages=web.gate)
     repo = repository
 
     @app.exception_handler(Anomaly)
     async def _anomaly(request: Request, exc: Anomaly) -> Response:
+        if is_page(request.url.path):  # the web app's pages answer with a page, the API with an OperationOutcome
+            return web.error(request, exc.category.status)
         return fhir_response(request, outcome_for(exc), exc.category.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if is_page(request.url.path):
+            return web.error(request, exc.status_code)
         code = "not-found" if exc.status_code == 404 else "not-supported" if exc.status_code == 405 else "processing"
         return fhir_response(request, operation_outcome([Problem(str(exc.detail), code=code)]), exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        if is_page(request.url.path):
+            return web.error(request, 400)
         problems = [Problem(e.get("msg", "invalid request"), ".".join(map(str, e.get("loc", ()))), code="invalid")
                     for e in exc.errors()]
         return fhir_response(request, operation_outcome(problems), 400)
 
     @app.exception_handler(Exception)
     async def _fault(request: Request, exc: Exception) -> Response:
-        # A bug must still answer as FHIR, without leaking internals.
+        # A bug must still answer as FHIR (or as a page), without leaking internals; the log has the cause.
+        log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+        if is_page(request.url.path):
+            return web.error(request, 500)
         return fhir_response(request, operation_outcome([Problem("internal error", code="exception")]), 500)
 
     register_operations(app, repo, data_dir)
     describe(app)  # the OpenAPI description, completed with what the handlers read themselves
     register_security_routes(app, repo, security)
-    register_oauth_routes(app, security, data_dir)
+    register_oauth_routes(app, security, data_dir, web.pages)
     register_signing(app, repo, Settings(data_dir=data_dir, database_url=repo.url))
+    register_merge(app, repo)
+    web.mount(app)
     inline = repo.dialect == "sqlite"
 
     async def db(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -485,10 +422,10 @@ def create_app(repository: Repository, data_dir: Path | None = None, security: S
                         raise Anomaly(Category.PRECONDITION_FAILED, f"If-None-Exist matches {len(found)} {rtype}",
                                       location="If-None-Exist")
                     if found:
-                        _check_written_visible(tx.conn, principal, rtype, found[0])
+                        check_written_visible(tx.conn, principal, rtype, found[0])
                         return tx.read(rtype, found[0]), 200
                 stored = tx.create(resource)
-                _check_written_visible(tx.conn, principal, rtype, stored.id)
+                check_written_visible(tx.conn, principal, rtype, stored.id)
                 return stored, 201
 
         stored, status = await db(write)
@@ -533,7 +470,7 @@ def create_app(repository: Repository, data_dir: Path | None = None, security: S
                 if not found:
                     return found, None
                 require_visible(tx.conn, principal, rtype, found[0])
-                signed = _SignedGuard(tx, request, principal, rtype, found[0])
+                signed = SignedChange(tx, principal, rtype, found[0], *correction_from_request(request))
                 deleted = tx.delete(rtype, found[0])
                 signed.done(deleted)
                 return found, deleted
@@ -560,7 +497,7 @@ def create_app(repository: Repository, data_dir: Path | None = None, security: S
             with repo.transaction() as tx:
                 require_visible(tx.conn, principal, rtype, rid)
                 current = tx.read(rtype, rid)
-                signed = _SignedGuard(tx, request, principal, rtype, rid)
+                signed = SignedChange(tx, principal, rtype, rid, *correction_from_request(request))
                 if ctype == "application/json-patch+json":
                     patched = apply_json_patch(current.resource or {}, body)
                 else:
@@ -589,7 +526,7 @@ def create_app(repository: Repository, data_dir: Path | None = None, security: S
         _check_type(rtype)
         principal = _guard(request, "r", rtype)
         stored = await db(_visible_read, repo, principal, rtype, rid, None)
-        _audit_read(request, stored)
+        record_read(audit_of(request), stored)
         return _read_response(request, stored)
 
     @app.put("/fhir/{rtype}/{rid}")
@@ -618,7 +555,7 @@ def create_app(repository: Repository, data_dir: Path | None = None, security: S
         def write() -> StoredResource | None:
             with repo.transaction() as tx:
                 require_visible(tx.conn, principal, rtype, rid)
-                signed = _SignedGuard(tx, request, principal, rtype, rid)
+                signed = SignedChange(tx, principal, rtype, rid, *correction_from_request(request))
                 deleted = tx.delete(rtype, rid, if_match)
                 signed.done(deleted)
                 return deleted
@@ -652,7 +589,7 @@ def create_app(repository: Repository, data_dir: Path | None = None, security: S
             raise Anomaly(Category.NOT_FOUND, f"{rtype}/{rid} has no version {vid}")
         principal = _guard(request, "r", rtype)
         stored = await db(_visible_read, repo, principal, rtype, rid, int(vid))
-        _audit_read(request, stored)
+        record_read(audit_of(request), stored)
         return _read_response(request, stored)
 
     return app

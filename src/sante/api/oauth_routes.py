@@ -11,7 +11,9 @@ Sign-ins, failed sign-ins, sign-outs, token issuance (and refusals) and revocati
 
 from __future__ import annotations
 
+import functools
 import os
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -19,7 +21,6 @@ from urllib.parse import parse_qsl, urlencode
 import anyio
 import orjson
 from fastapi import FastAPI, Request
-from jinja2 import Environment, select_autoescape
 from starlette.responses import RedirectResponse, Response
 
 from sante.api.security import Security
@@ -27,75 +28,23 @@ from sante.auth.audit import Event
 from sante.auth.clients import ClientStore
 from sante.auth.oauth import SanteAuthorizationServer
 from sante.auth.secrets import load_or_create
-from sante.auth.users import AuthenticationFailed
-from sante.auth.web_session import CSRF_COOKIE, SESSION_COOKIE, SESSION_LIFETIME, FailureLimit, LoginSessions, Signer
+from sante.auth.users import LOCK_MINUTES, MAX_FAILURES, AuthenticationFailed, SecondFactorNeeded
+from sante.auth.web_session import (
+    CSRF_COOKIE,
+    LAUNCH_COOKIE,
+    SESSION_COOKIE,
+    SESSION_LIFETIME,
+    FailureLimit,
+    LoginSessions,
+    Signer,
+    safe_next,
+)
+from sante.web.render import SIGN_IN_HEADERS, Pages
 
 MAX_FORM_BYTES = 64 * 1024
 LOGIN_FAILURES_PER_MINUTE = 10
 TOKEN_FAILURES_PER_MINUTE = 10
-GENERIC_FAILURE = "Tên đăng nhập hoặc mật khẩu không đúng. / Wrong username or password."
-EXPIRED_FORM = "Biểu mẫu đã hết hạn, vui lòng thử lại. / The form has expired, please try again."
-TOO_MANY = "Quá nhiều lần thử, vui lòng đợi. / Too many attempts, please wait and try again."
-HTML_HEADERS = {
-    "Cache-Control": "no-store",
-    "Pragma": "no-cache",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    # No form-action: the sign-in form redirects on to the client app's redirect URI.
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; "
-                               "base-uri 'none'",
-}
 CORS = {"Access-Control-Allow-Origin": "*"}  # no cookies on these endpoints: browser apps may call them
-
-_LOGIN_PAGE = """<!doctype html>
-<html lang="vi">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Sante — Đăng nhập / Sign in</title>
-<style>
-body { font-family: system-ui, sans-serif; background: #f4f6f8; margin: 0; }
-main { max-width: 22rem; margin: 4rem auto; background: #fff; padding: 2rem; border-radius: .5rem;
-       box-shadow: 0 1px 4px rgba(0,0,0,.15); }
-h1 { margin-top: 0; font-size: 1.5rem; }
-label { display: block; margin: .8rem 0; font-size: .9rem; }
-input { display: block; width: 100%; box-sizing: border-box; padding: .5rem; margin-top: .25rem; font-size: 1rem; }
-button { width: 100%; padding: .6rem; font-size: 1rem; margin-top: .5rem; }
-.error { color: #a00; background: #fee; padding: .5rem; border-radius: .25rem; }
-</style>
-</head>
-<body>
-<main>
-<h1>Sante</h1>
-{% if signed_in %}
-<p>Đã đăng nhập: <b>{{ signed_in }}</b><br>Signed in as <b>{{ signed_in }}</b></p>
-<form method="post" action="/logout">
-<input type="hidden" name="csrf" value="{{ csrf }}">
-<button type="submit">Đăng xuất / Sign out</button>
-</form>
-{% else %}
-{% if error %}<p class="error" role="alert">{{ error }}</p>{% endif %}
-<form method="post" action="/login">
-<input type="hidden" name="csrf" value="{{ csrf }}">
-<input type="hidden" name="next" value="{{ next }}">
-<label>Tên đăng nhập / Username
-<input name="username" value="{{ username }}" autocomplete="username" autocapitalize="none" required autofocus></label>
-<label>Mật khẩu / Password
-<input type="password" name="password" autocomplete="current-password" required></label>
-<label>Mã xác thực (nếu đã bật) / One-time code (if enabled)
-<input name="totp" inputmode="numeric" autocomplete="one-time-code" maxlength="8"></label>
-<button type="submit">Đăng nhập / Sign in</button>
-</form>
-{% endif %}
-</main>
-</body>
-</html>
-"""
-
-_templates = Environment(autoescape=select_autoescape(default=True, default_for_string=True), trim_blocks=True,
-                         lstrip_blocks=True)
-_login_template = _templates.from_string(_LOGIN_PAGE)
 
 
 def public_base(request: Request) -> str:
@@ -105,15 +54,6 @@ def public_base(request: Request) -> str:
 
 def _address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
-
-
-def _safe_next(value: str | None) -> str:
-    """A local path to go back to after signing in; anything else (another site, a scheme) is dropped."""
-    if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
-        return ""
-    if any(ord(ch) < 0x20 or ch == "\\" for ch in value):
-        return ""
-    return value
 
 
 async def _form(request: Request) -> list[tuple[str, str]] | None:
@@ -134,10 +74,13 @@ def _first(pairs: list[tuple[str, str]]) -> dict[str, str]:
     return {k: v for k, v in reversed(pairs)}
 
 
-def register_oauth_routes(app: FastAPI, security: Security, data_dir: Path) -> SanteAuthorizationServer:
+def register_oauth_routes(app: FastAPI, security: Security, data_dir: Path, pages: Pages | None = None
+                          ) -> SanteAuthorizationServer:
+    """The OAuth2 routes and the sign-in page (shown by the web app's renderer `pages`, in the browser's language)."""
     engine = security.users.engine
     server = SanteAuthorizationServer(engine, security.tokens, security.users, ClientStore(engine), data_dir)
     signer = Signer(load_or_create(data_dir, "session"))
+    pages = pages or Pages(signer)
     sessions = LoginSessions(engine, signer)
     login_limit = FailureLimit(LOGIN_FAILURES_PER_MINUTE, 60.0)
     token_limit = FailureLimit(TOKEN_FAILURES_PER_MINUTE, 60.0)
@@ -151,16 +94,18 @@ def register_oauth_routes(app: FastAPI, security: Security, data_dir: Path) -> S
         return public_base(request).startswith("https://")
 
     def login_page(request: Request, *, status: int = 200, error: str | None = None, next_path: str = "",
-                   username: str = "", signed_in: str | None = None, extra: dict[str, str] | None = None
-                   ) -> Response:
-        headers = {**HTML_HEADERS, **(extra or {})}
+                   username: str = "", signed_in: str | None = None, pending: str | None = None,
+                   wait: int | None = None, extra: dict[str, str] | None = None) -> Response:
+        """The sign-in page: the form (error: failed, expired, too_many, code), the one-time code step (pending:
+        the token of an accepted password), or, signed in, who the user is and the sign-out button."""
+        headers = {**SIGN_IN_HEADERS, **(extra or {})}
+        context = {"error": error, "next": next_path, "username": username[:64], "pending": pending, "wait": wait,
+                   "max_failures": MAX_FAILURES, "lock_minutes": LOCK_MINUTES, "signed_in": signed_in}
         if signed_in:
             csrf = signer.session_csrf(request.cookies.get(SESSION_COOKIE, ""))
-            html = _login_template.render(signed_in=signed_in, csrf=csrf)
-            return Response(html, status_code=status, media_type="text/html; charset=utf-8", headers=headers)
+            return pages.render(request, "login.html", status=status, headers=headers, csrf=csrf, **context)
         cookie, csrf = signer.new_csrf()
-        html = _login_template.render(error=error, csrf=csrf, next=next_path, username=username[:64])
-        response = Response(html, status_code=status, media_type="text/html; charset=utf-8", headers=headers)
+        response = pages.render(request, "login.html", status=status, headers=headers, csrf=csrf, **context)
         response.set_cookie(CSRF_COOKIE, cookie, max_age=3600, httponly=True, samesite="lax", secure=secure(request),
                             path="/")
         return response
@@ -175,11 +120,11 @@ def register_oauth_routes(app: FastAPI, security: Security, data_dir: Path) -> S
     # -- sign-in ---------------------------------------------------------------------------------------------
     @app.get("/login", include_in_schema=False)
     async def login_form(request: Request) -> Response:
-        next_path = _safe_next(request.query_params.get("next"))
+        next_path = safe_next(request.query_params.get("next"))
         user, _ = await current_user(request)
         if user is not None:
             if next_path:
-                return RedirectResponse(next_path, status_code=303, headers=HTML_HEADERS)
+                return RedirectResponse(next_path, status_code=303, headers=SIGN_IN_HEADERS)
             return login_page(request, signed_in=user.username)
         return login_page(request, next_path=next_path)
 
@@ -187,34 +132,51 @@ def register_oauth_routes(app: FastAPI, security: Security, data_dir: Path) -> S
     async def login(request: Request) -> Response:
         address = _address(request)
         form = _first(await _form(request) or [])
-        next_path = _safe_next(form.get("next"))
+        next_path = safe_next(form.get("next"))
         username = form.get("username", "").strip()
+        pending = form.get("pending")
+        code = form.get("totp", "").strip() or None
         wait = login_limit.retry_after(address)
         if wait is not None:
             await audit(Event("login", username=username[:64] or None, address=address, status=429,
                               description="sign-in refused: too many failed attempts from this address"))
-            return login_page(request, status=429, error=TOO_MANY, next_path=next_path, username=username,
-                              extra={"Retry-After": str(wait)})
+            return login_page(request, status=429, error="too_many", wait=wait, next_path=next_path,
+                              username=username, extra={"Retry-After": str(wait)})
         if not signer.check_csrf(request.cookies.get(CSRF_COOKIE), form.get("csrf")):
             login_limit.fail(address)
             await audit(Event("login", username=username[:64] or None, address=address, status=400,
                               description="sign-in refused: missing or wrong CSRF token"))
-            return login_page(request, status=400, error=EXPIRED_FORM, next_path=next_path, username=username)
+            return login_page(request, status=400, error="expired", next_path=next_path, username=username)
         try:
-            user = await anyio.to_thread.run_sync(security.users.authenticate, username, form.get("password", ""),
-                                                  form.get("totp", "").strip() or None)
+            if pending:  # the second step: the password was accepted moments ago, the one-time code comes now
+                accepted = signer.accepted_username(pending, time.time())
+                if accepted is None:
+                    return login_page(request, status=400, error="expired", next_path=next_path)
+                username = accepted
+                user = await anyio.to_thread.run_sync(security.users.verify_second_factor, username, code or "")
+            else:
+                user = await anyio.to_thread.run_sync(functools.partial(
+                    security.users.authenticate, username, form.get("password", ""), code, ask_second_factor=True))
+        except SecondFactorNeeded:
+            await audit(Event("login", username=username[:64], address=address, status=401,
+                              description="sign-in: password accepted, the one-time code is asked for"))
+            return login_page(request, status=401, next_path=next_path, username=username,
+                              pending=signer.password_accepted(username, time.time()))
         except AuthenticationFailed as e:
             login_limit.fail(address)
             await audit(Event("login", username=username[:64] or None, address=address, status=401,
                               description=f"sign-in failed: {e.message}"))
-            return login_page(request, status=401, error=GENERIC_FAILURE, next_path=next_path, username=username)
+            if pending:
+                return login_page(request, status=401, error="code", next_path=next_path, username=username,
+                                  pending=pending)
+            return login_page(request, status=401, error="failed", next_path=next_path, username=username)
         old = request.cookies.get(SESSION_COOKIE)
         if old:
             await anyio.to_thread.run_sync(sessions.end, old)
         cookie = await anyio.to_thread.run_sync(sessions.create, user.username)
         await audit(Event("login", username=user.username, role=user.role, agent=user.fhir_user, address=address,
                           description="signed in (authorization server session)"))
-        response = RedirectResponse(next_path or "/login", status_code=303, headers=HTML_HEADERS)
+        response = RedirectResponse(next_path or "/", status_code=303, headers=SIGN_IN_HEADERS)
         response.set_cookie(SESSION_COOKIE, cookie, max_age=SESSION_LIFETIME, httponly=True, samesite="lax",
                             secure=secure(request), path="/")
         response.delete_cookie(CSRF_COOKIE, path="/")
@@ -225,16 +187,17 @@ def register_oauth_routes(app: FastAPI, security: Security, data_dir: Path) -> S
         cookie = request.cookies.get(SESSION_COOKIE)
         form = _first(await _form(request) or [])
         if not cookie:
-            return RedirectResponse("/login", status_code=303, headers=HTML_HEADERS)
-        if not signer.check("logout", cookie, form.get("csrf", "")):
-            return Response("the sign-out form has expired: reload the page", status_code=400,
-                            media_type="text/plain; charset=utf-8", headers=HTML_HEADERS)
+            return RedirectResponse("/login", status_code=303, headers=SIGN_IN_HEADERS)
         user, _ = await current_user(request)
+        if not signer.check_session_csrf(cookie, form.get("csrf", "")):
+            if user is None:
+                return RedirectResponse("/login", status_code=303, headers=SIGN_IN_HEADERS)
+            return login_page(request, status=400, error="expired", signed_in=user.username)
         await anyio.to_thread.run_sync(sessions.end, cookie)
         if user is not None:
             await audit(Event("logout", username=user.username, role=user.role, agent=user.fhir_user,
                               address=_address(request), description="signed out"))
-        response = RedirectResponse("/login", status_code=303, headers=HTML_HEADERS)
+        response = RedirectResponse("/login", status_code=303, headers=SIGN_IN_HEADERS)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
@@ -245,8 +208,12 @@ def register_oauth_routes(app: FastAPI, security: Security, data_dir: Path) -> S
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         login_url = "/login?" + urlencode({"next": here})
         request.state.oauth_form = []
+        client_id = request.query_params.get("client_id", "")
+        picked = None if user is None else sessions.signer.read_launch_pick(
+            request.cookies.get(LAUNCH_COOKIE), user.username, client_id, time.time())
+        picker_url = "/launch/patient?" + urlencode({"next": here, "client": client_id})
         response = await anyio.to_thread.run_sync(server.run, public_base(request), server.authorization_response,
-                                                  request, user, auth_time, login_url)
+                                                  request, user, auth_time, login_url, picked, picker_url)
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         return response

@@ -5,6 +5,11 @@ the discovery documents, the login and token endpoints). The principal is put in
 handlers check permissions with `sante.auth.policy` and add what they learn (the patient, the resources
 touched) to `request.state.audit`. When the response starts, its AuditEvent is written (group-committed) and
 only then is the response sent: no access goes unrecorded.
+
+The web app's pages (every path outside `/fhir`, `/auth/` and `/.well-known/`) are signed in with the sign-in
+session cookie instead of a bearer token, and their state-changing requests need the session's CSRF token: the
+`pages` gate (sante.web.gate.PageGate) says who the browser is and answers refusals with pages. Their audit
+events are written exactly as the API's.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import orjson
@@ -32,7 +37,10 @@ PUBLIC = {"/fhir/metadata", "/.well-known/smart-configuration", "/.well-known/op
           "/fhir/.well-known/smart-configuration", "/auth/token", "/auth/jwks", "/auth/login", "/login",
           # The OAuth2 endpoints authenticate the client (introspect, revoke) or need the sign-in session cookie
           # (authorize, logout) themselves: see sante.api.oauth_routes.
-          "/auth/introspect", "/auth/revoke", "/auth/authorize", "/logout"}
+          "/auth/introspect", "/auth/revoke", "/auth/authorize", "/logout",
+          "/lang"}  # the web app's language switcher: sets a cookie, shows nothing
+API_PREFIXES = ("/fhir/", "/auth/", "/.well-known/")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 _HISTORY_V = re.compile(r"^/fhir/([A-Za-z]+)/([^/]+)/_history/([^/]+)$")
 
 
@@ -51,7 +59,8 @@ class Security:
         engine = repo.engine
         external = ExternalIssuer.from_env()
         return cls(TokenService(load_or_create(data_dir, "token"), engine, external=external), UserStore(engine),
-                   AuditLog(engine, load_or_create(data_dir, "audit")), BreakGlass(engine))
+                   AuditLog(engine, load_or_create(data_dir, "audit")).with_spool(data_dir / "audit-spool"),
+                   BreakGlass(engine))
 
     def event_writer(self) -> AuditWriter:
         if self.writer is None:
@@ -96,6 +105,23 @@ def classify(method: str, path: str) -> tuple[str, list[str], str | None]:
     return subtype, entities, patient
 
 
+def is_page(path: str) -> bool:
+    """Whether a path is the web app's (signed in by session cookie) rather than the API's (bearer token)."""
+    return path != "/fhir" and not path.startswith(API_PREFIXES)
+
+
+class PageGate(Protocol):
+    """How browsers get into the web app's pages (implemented by sante.web.gate.PageGate)."""
+
+    async def principal(self, scope: Any) -> Principal | None: ...
+
+    def sign_in(self, scope: Any) -> Any: ...  # the ASGI response sending a browser to the sign-in page
+
+    async def checked_receive(self, scope: Any, receive: Any) -> Any: ...  # None: no valid CSRF token
+
+    def refused(self, scope: Any, status: int) -> Any: ...
+
+
 def _outcome_response(status: int, message: str, code: str, extra: list[tuple[bytes, bytes]] = ()) -> tuple:
     body = orjson.dumps(operation_outcome([Problem(message, code=code)]))
     headers = [(b"content-type", b"application/fhir+json; charset=utf-8"),
@@ -105,9 +131,10 @@ def _outcome_response(status: int, message: str, code: str, extra: list[tuple[by
 
 
 class SecurityMiddleware:
-    def __init__(self, app: Any, security: Security) -> None:
+    def __init__(self, app: Any, security: Security, pages: PageGate | None = None) -> None:
         self.app = app
         self.security = security
+        self.pages = pages
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -125,18 +152,33 @@ class SecurityMiddleware:
         event = Event(subtype, address=address, entities=entities, patient=patient,
                       query=scope.get("query_string", b"").decode("latin-1") or None)
         state["audit"] = event
-        token = _bearer(scope)
-        try:
-            if token is None:
-                raise Anomaly(Category.UNAUTHORIZED, "this request needs an access token (Authorization: Bearer ...)")
-            principal = self.security.tokens.authenticate(token)
-        except Anomaly as e:
-            event.status, event.description = 401, e.message
-            await self.security.event_writer().record(event)
-            start, body = _outcome_response(401, e.message, "login", [(b"www-authenticate", b'Bearer realm="sante"')])
-            await send(start)
-            await send(body)
-            return
+        writer = self.security.event_writer()
+        pages = self.pages if is_page(path) else None
+        if pages is not None:
+            event.subtype = "read" if scope["method"] in SAFE_METHODS else "operation"
+            event.description = f"web page {scope['method']} {path}"
+            found = await pages.principal(scope)
+            if found is None:
+                event.status, event.description = 401, f"web page {path}: not signed in, sent to the sign-in page"
+                await writer.record(event)
+                await pages.sign_in(scope)(scope, receive, send)
+                return
+            principal = found
+        else:
+            token = _bearer(scope)
+            try:
+                if token is None:
+                    raise Anomaly(Category.UNAUTHORIZED,
+                                  "this request needs an access token (Authorization: Bearer ...)")
+                principal = self.security.tokens.authenticate(token)
+            except Anomaly as e:
+                event.status, event.description = 401, e.message
+                await writer.record(event)
+                start, body = _outcome_response(401, e.message, "login",
+                                                [(b"www-authenticate", b'Bearer realm="sante"')])
+                await send(start)
+                await send(body)
+                return
         if principal.role not in ("patient", "related_person", "system", "admin"):
             reason = self.security.break_glass.active(principal.subject)
             if reason:
@@ -146,7 +188,14 @@ class SecurityMiddleware:
         event.agent, event.break_glass = principal.fhir_user, principal.break_glass
         if principal.patient and principal.role in ("patient", "related_person"):
             event.patient = event.patient or principal.patient
-        writer = self.security.event_writer()
+        if pages is not None and scope["method"] not in SAFE_METHODS:
+            checked = await pages.checked_receive(scope, receive)
+            if checked is None:
+                event.status, event.description = 403, f"web page {path}: refused, no valid CSRF token"
+                await writer.record(event)
+                await pages.refused(scope, 403)(scope, receive, send)
+                return
+            receive = checked
         failed = False
 
         async def audited_send(message: Any) -> None:
@@ -193,4 +242,5 @@ def audit_of(request: Any) -> Event | None:
     return getattr(request.state, "audit", None)
 
 
-__all__ = ["PUBLIC", "Security", "SecurityMiddleware", "audit_of", "classify", "principal_of"]
+__all__ = ["API_PREFIXES", "PUBLIC", "PageGate", "Security", "SecurityMiddleware", "audit_of", "classify", "is_page",
+           "principal_of"]
