@@ -425,3 +425,22 @@ def test_signed_versions_are_guarded_over_http(repo, signed, client):
     provs = client.get("/fhir/Provenance", params={"target": f"DiagnosticReport/{rid}/_history/3"}).json()
     reasons = [e["resource"]["reason"][0]["text"] for e in provs.get("entry", []) if "reason" in e["resource"]]
     assert reasons == ["sai kết luận"]
+
+
+def test_a_correction_by_an_account_linked_to_no_practitioner_names_its_username(repo, signed):
+    """An administrator (no FHIR resource behind the account) corrects a signed record through a page-like
+    guarded update: the correction's Provenance names the username as an identifier, not a broken reference."""
+    from sante.auth.guarded import GuardedRepository
+    from sante.auth.principal import Principal
+    from sante.auth.scopes import Scopes
+
+    rid, _, _ = signed
+    admin = Principal("root", "admin", Scopes.parse("user/*.cruds"))
+    changed = {**REPORT, "id": rid, "conclusion": "Thiếu máu nhẹ"}
+    guarded = GuardedRepository(repo, admin)
+    guarded.update(changed, reason="sửa lỗi đánh máy")
+    found = guarded.search("Provenance", [("target", f"DiagnosticReport/{rid}/_history/3")])
+    provenances = [p.resource for p in found.matches]
+    (correction,) = [p for p in provenances if p.get("reason")]
+    assert correction["agent"][0]["who"] == {"identifier": {"system": signing.USERNAME_SYSTEM, "value": "root"},
+                                             "display": "root"}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from sante.store.repository import now_instant, write_transaction
 from sante.store.schema import audit_head, audit_log
 
 if TYPE_CHECKING:
-    from sante.auth.audit_spool import AuditSpool, Spooled
+    from sante.auth.audit_spool import AuditSpool
 
 GENESIS = "0" * 64
 EVENT_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
@@ -120,7 +119,31 @@ class Event:
 
 
 def _link(key: bytes, seq: int, prev: str, content: bytes) -> str:
-    return hmac.new(key, f"{seq}|{prev}|".encode() + content, hashlib.sha256).hexdigest()
+    return hmac.digest(key, f"{seq}|{prev}|".encode() + content, "sha256").hex()
+
+
+# An AuditEvent's JSON starts with this; its id is spliced in after it when the event is chained, so a rendered
+# event (spooled, or appended directly) is serialized once.
+BODY_PREFIX = b'{"resourceType":"AuditEvent",'
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """An event rendered for the log: its AuditEvent JSON without id, and the columns searched on."""
+
+    recorded: str
+    subtype: str
+    action: str
+    outcome: str
+    username: str | None
+    patient: str | None
+    body: bytes  # starts with BODY_PREFIX
+
+    @classmethod
+    def of(cls, event: Event, recorded: str) -> Rendered:
+        resource = event.resource(recorded)
+        return cls(recorded, event.subtype, resource["action"], resource["outcome"], event.username, event.patient,
+                   orjson.dumps(resource))
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,12 +178,12 @@ class AuditLog:
         if not events:
             return []
         recorded = now_instant()
-        return self._append([(recorded, e.subtype, e.username, e.patient, e.resource(recorded)) for e in events])
+        return self._append([Rendered.of(e, recorded) for e in events])
 
-    def append_spooled(self, spooled: list[Spooled], offsets: dict[str, int]) -> list[int]:
+    def append_spooled(self, spooled: list[Rendered], offsets: dict[str, int]) -> list[int]:
         """Chain events read back from spool files and record, in the same transaction, how far each file has
         been read: every spooled event is chained exactly once."""
-        return self._append([(s.recorded, s.subtype, s.username, s.patient, s.body) for s in spooled], offsets)
+        return self._append(spooled, offsets)
 
     def spool_offsets(self) -> dict[str, int]:
         with self.engine.connect() as conn:
@@ -171,21 +194,19 @@ class AuditLog:
         with write_transaction(self.engine) as conn:
             conn.exec_driver_sql(f"DELETE FROM audit_spool WHERE name = {mark}", [(n,) for n in names])
 
-    def _chain(self, items: list[tuple[str, str, str | None, str | None, dict[str, Any]]],
-               head: tuple[int, str] | None) -> list[tuple]:
+    def _chain(self, items: list[Rendered], head: tuple[int, str] | None) -> list[tuple]:
         """The audit_log rows for items, chained after head."""
         seq, prev = head if head else (0, GENESIS)
         rows = []
-        for recorded, subtype, username, patient, resource in items:
+        cut = len(BODY_PREFIX)
+        for r in items:
             seq += 1
-            body = {"resourceType": "AuditEvent", "id": str(seq), **resource}
-            content = orjson.dumps(body)
+            content = b"%s\"id\":\"%d\",%s" % (r.body[:cut], seq, r.body[cut:])
             prev = _link(self.key, seq, prev, content)
-            rows.append((seq, recorded, body["action"], subtype, body["outcome"], username, patient, content, prev))
+            rows.append((seq, r.recorded, r.action, r.subtype, r.outcome, r.username, r.patient, content, prev))
         return rows
 
-    def _append(self, items: list[tuple[str, str, str | None, str | None, dict[str, Any]]],
-                offsets: dict[str, int] | None = None) -> list[int]:
+    def _append(self, items: list[Rendered], offsets: dict[str, int] | None = None) -> list[int]:
         """Plain driver SQL (this runs once per group of events). The rows are rendered and chained before the
         write lock is taken, after the head as last seen, and again inside only if another appender moved the
         head meanwhile: the lock is held for the inserts alone. On SQLite the append commits with
@@ -349,4 +370,4 @@ class AuditWriter:
                     fut.set_result(seq)
 
 
-__all__ = ["AuditLog", "AuditWriter", "Event", "Verification", "outcome_code"]
+__all__ = ["BODY_PREFIX", "AuditLog", "AuditWriter", "Event", "Rendered", "Verification", "outcome_code"]

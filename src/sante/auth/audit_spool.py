@@ -12,7 +12,7 @@ What this guarantees:
   drain, by any process of the same data directory (a worker, `sante audit verify`, `sante backup`, the next
   start) chains it; an operating-system crash can lose the events of the last drain interval, as a database
   commit with `synchronous=NORMAL` would;
-- each line carries an HMAC under the audit key: a line altered while spooled is not chained as if genuine but
+- each line carries a MAC (keyed BLAKE2b) under the audit key: a line altered while spooled is not chained as if genuine but
   replaced by an `audit-integrity` event (outcome 8) naming the file and offset;
 - reading the trail (search, read, verify, export) drains first, so a reader sees every event acknowledged
   before its read began on this machine.
@@ -36,12 +36,12 @@ import socket
 import threading
 import time
 import weakref
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
 
+from sante.auth.audit import BODY_PREFIX, Rendered
 from sante.store.repository import now_instant
 
 if TYPE_CHECKING:
@@ -52,18 +52,6 @@ log = logging.getLogger(__name__)
 MAX_FILE_BYTES = 16 << 20  # a writer starts a new file past this size, so drained files can be deleted
 DRAIN_INTERVAL = 1.0  # seconds between background drains
 MAX_DRAIN_BYTES = 8 << 20  # bytes read per file per drain (a backlog is worked off over several drains)
-_MAC_LEN = 32  # hex characters of HMAC-SHA256 kept per line
-
-
-@dataclass(frozen=True, slots=True)
-class Spooled:
-    """One event read back from a spool file: when it was recorded and its AuditEvent (without id)."""
-
-    recorded: str
-    subtype: str
-    username: str | None
-    patient: str | None
-    body: dict
 
 
 class AuditSpool:
@@ -86,10 +74,11 @@ class AuditSpool:
     # -- writing (the request path) --------------------------------------------------------------------------
 
     def _line(self, event: Event, recorded: str) -> bytes:
-        payload = orjson.dumps({"t": recorded, "s": event.subtype, "u": event.username, "p": event.patient,
-                                "b": event.resource(recorded)})
-        mac = hmac.new(self._key, payload, hashlib.sha256).hexdigest()[:_MAC_LEN]
-        return mac.encode() + b" " + payload + b"\n"
+        """`<mac> <header>\t<body>\n`: the header a JSON array of the searched columns, the body the AuditEvent
+        JSON without id (JSON has no raw tab or newline), the mac a keyed BLAKE2b of both under the audit key."""
+        r = Rendered.of(event, recorded)
+        payload = orjson.dumps([r.recorded, r.subtype, r.action, r.outcome, r.username, r.patient]) + b"\t" + r.body
+        return _mac(self._key, payload) + b" " + payload + b"\n"
 
     def _open(self) -> int:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -126,29 +115,34 @@ class AuditSpool:
 
     # -- draining ----------------------------------------------------------------------------------------------
 
-    def _read(self, path: Path, offset: int) -> tuple[list[Spooled], int, list[str]]:
-        """Complete lines of a file from offset: (events, new offset, integrity problems)."""
+    def _read(self, path: Path, offset: int) -> tuple[list[Rendered], int, list[str], bool]:
+        """Complete lines of a file from offset: (events, new offset, integrity problems, whether the read stopped
+        at the size limit rather than at the end of the file)."""
         with open(path, "rb") as f:
             f.seek(offset)
             data = f.read(MAX_DRAIN_BYTES)
+        full = len(data) == MAX_DRAIN_BYTES
         end = data.rfind(b"\n")
         if end < 0:
-            return [], offset, []
-        events: list[Spooled] = []
+            return [], offset, [], full
+        events: list[Rendered] = []
         problems: list[str] = []
         pos = offset
-        for line in data[: end + 1].splitlines(keepends=True):
-            mac, _, payload = line.rstrip(b"\n").partition(b" ")
-            expected = hmac.new(self._key, payload, hashlib.sha256).hexdigest()[:_MAC_LEN].encode()
+        key = self._key
+        for line in data[: end + 1].split(b"\n")[:-1]:
+            mac, _, payload = line.partition(b" ")
             try:
-                if not hmac.compare_digest(mac, expected):
-                    raise ValueError("its HMAC does not match")
-                item = orjson.loads(payload)
-                events.append(Spooled(item["t"], item["s"], item["u"], item["p"], item["b"]))
-            except (ValueError, KeyError, TypeError) as e:
+                if not hmac.compare_digest(mac, _mac(key, payload)):
+                    raise ValueError("its MAC does not match (altered)")
+                header, _, body = payload.partition(b"\t")
+                recorded, subtype, action, outcome, username, patient = orjson.loads(header)
+                if not body.startswith(BODY_PREFIX):
+                    raise ValueError("its body is not an AuditEvent")
+                events.append(Rendered(recorded, subtype, action, outcome, username, patient, body))
+            except (ValueError, TypeError) as e:
                 problems.append(f"spool file {path.name} at byte {pos}: {e}")
-            pos += len(line)
-        return events, pos, problems
+            pos += len(line) + 1
+        return events, pos, problems, full
 
     def drain(self, block: bool = True) -> int:
         """Chain every complete spooled line of this directory's files; returns how many events were chained.
@@ -177,12 +171,14 @@ class AuditSpool:
             if all(self._known.get(p.name) == _size(p) for p in files) and len(files) == len(self._known):
                 return total  # nothing new since this process last drained: no database round trip
             offsets = self.log.spool_offsets()
-            batch: list[Spooled] = []
+            batch: list[Rendered] = []
             problems: list[str] = []
             moved: dict[str, int] = {}
+            more = False
             for path in files:
                 start = offsets.get(path.name, 0)
-                events, end, bad = self._read(path, start)
+                events, end, bad, full = self._read(path, start)
+                more = more or full
                 if end != start:
                     moved[path.name] = end
                     batch.extend(events)
@@ -190,7 +186,8 @@ class AuditSpool:
             for problem in problems:
                 log.error("audit spool: %s", problem)
                 recorded = now_instant()
-                batch.append(Spooled(recorded, "audit-integrity", None, None, _integrity_event(recorded, problem)))
+                batch.append(Rendered(recorded, "audit-integrity", "E", "8", None, None,
+                                      orjson.dumps(_integrity_event(recorded, problem))))
             if moved:
                 batch.sort(key=lambda s: s.recorded)  # chain order follows time across the workers' files
                 self.log.append_spooled(batch, moved)
@@ -198,8 +195,8 @@ class AuditSpool:
                 offsets.update(moved)
             self._remove_finished(files, offsets)
             self._known = {p.name: offsets.get(p.name, 0) for p in files if p.exists()}
-            if not moved or all(_size(p) - offsets.get(p.name, 0) < MAX_DRAIN_BYTES for p in files):
-                return total  # nothing new, or no file left with more than one read's worth behind
+            if not more:
+                return total  # every file was read to its end (as it was when read)
 
     def _remove_finished(self, files: list[Path], offsets: dict[str, int]) -> None:
         """Delete files that nobody writes any more and that are read to their last complete line."""
@@ -231,6 +228,11 @@ class AuditSpool:
         stale = [n for n in offsets if n not in present]
         if gone or stale:
             self.log.forget_spool_files(gone + stale)
+
+
+def _mac(key: bytes, payload: bytes) -> bytes:
+    """A line's MAC: keyed BLAKE2b (128 bits), hex."""
+    return hashlib.blake2b(payload, key=key[:64], digest_size=16).hexdigest().encode()
 
 
 def _size(path: Path) -> int:
@@ -310,4 +312,4 @@ class _Drainer:
 _DRAINER = _Drainer()
 atexit.register(_DRAINER.shutdown)
 
-__all__ = ["MAX_FILE_BYTES", "AuditSpool", "Spooled"]
+__all__ = ["MAX_FILE_BYTES", "AuditSpool"]

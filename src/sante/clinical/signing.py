@@ -241,6 +241,18 @@ def check_update_allowed(src: Source, rtype: str, rid: str, reason: str | None) 
     return current.version
 
 
+USERNAME_SYSTEM = "https://sante.health/fhir/sid/username"
+
+
+def _who(agent: str) -> dict[str, Any]:
+    """A Provenance agent: a reference (Practitioner/7), or, for an account linked to no FHIR resource, its
+    username as an identifier."""
+    rtype, _, rid = agent.partition("/")
+    if rid and rtype[:1].isupper() and rtype.isalpha() and "/" not in rid:
+        return {"reference": agent}
+    return {"identifier": {"system": USERNAME_SYSTEM, "value": agent}, "display": agent}
+
+
 def record_correction(src: Source, rtype: str, rid: str, new_version: int, previous_version: int, reason: str,
                       agent_ref: str) -> dict[str, Any]:
     """Store the Provenance of a correction: the new version, its reason and who made it, with the previous
@@ -254,7 +266,7 @@ def record_correction(src: Source, rtype: str, rid: str, new_version: int, previ
             "recorded": now_instant(),
             "activity": {"coding": [ACTIVITY_UPDATE]},
             "reason": [{"text": reason.strip()}],
-            "agent": [{"type": {"coding": [AGENT_AUTHOR]}, "who": {"reference": agent_ref}}],
+            "agent": [{"type": {"coding": [AGENT_AUTHOR]}, "who": _who(agent_ref)}],
             "entity": [{"role": "revision", "what": {"reference": versioned(rtype, rid, previous_version)}}],
         })
         return stored.resource or {}

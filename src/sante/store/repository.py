@@ -8,6 +8,7 @@ transaction Bundle) is all-or-nothing. The server owns `id` on create, `meta.ver
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,9 +38,18 @@ IndexRows = dict[str, list[tuple[Any, ...]]]
 ID_RE = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
+_SECOND: tuple[int, str] = (0, "")  # the last second formatted, and its text (strftime costs microseconds)
+
+
 def now_instant() -> str:
     """The current time as a fixed-width FHIR instant in UTC (microseconds), so text order is time order."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    global _SECOND
+    ns = time.time_ns()
+    sec, micros = divmod(ns // 1000, 1_000_000)
+    cached = _SECOND
+    if cached[0] != sec:
+        cached = _SECOND = (sec, datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{cached[1]}.{micros:06d}+00:00"
 
 
 def new_id() -> str:
