@@ -244,3 +244,40 @@ def test_seeds_on_postgresql(postgres_server, tmp_path, quick_passwords):
     again = seed.seed_demo(repo, tmp_path, patients=2, now=NOW)
     assert not again.seeded and count(repo, "resource_history") == written
     repo.close()
+
+
+def test_the_demo_physicians_can_sign(tmp_path):
+    """Seeding gives the hospital a CA and each clinical account linked to a Practitioner its signing key, once."""
+    from sante.auth import ca
+    from sante.demo.seed import SIGNING_ROLES, Account, ensure_signing_keys
+
+    accounts = [Account("bs.an", "physician", "Practitioner/bs-an", "Organization/h", "BS. Nguyễn Văn An"),
+                Account("dd.binh", "nurse", "Practitioner/dd-binh", "Organization/h", "ĐD. Trần Thị Bình"),
+                Account("thungan", "receptionist", "Practitioner/tn", "Organization/h", "Lê Văn C"),
+                Account("admin", "admin", None, None, "Quản trị")]
+    assert ensure_signing_keys(tmp_path, accounts) == 2
+    ca_dir = ca.default_ca_dir(tmp_path)
+    assert ca.hospital_ca(ca_dir) is not None
+    assert ca.has_signer(ca_dir, "Practitioner/bs-an") and ca.has_signer(ca_dir, "Practitioner/dd-binh")
+    assert not ca.has_signer(ca_dir, "Practitioner/tn") and "receptionist" not in SIGNING_ROLES
+    _, chain = ca.load_signer(ca_dir, "Practitioner/bs-an")
+    assert ca.practitioner_of(chain[0]) == "Practitioner/bs-an"
+    assert ensure_signing_keys(tmp_path, accounts) == 0  # a second run keeps the keys
+
+
+def test_the_demo_pharmacies_have_stock(tmp_path):
+    """The pharmacies open with two lots of every prescribed medication, one of them expiring soon."""
+    from sante.auth.guarded import GuardedRepository
+    from sante.auth.principal import Principal
+    from sante.auth.scopes import Scopes
+    from sante.clinical import pharmacy
+    from sante.demo.seed import seed_demo
+    from sante.store import open_repository
+
+    repo = open_repository(f"sqlite:///{tmp_path / 'demo.db'}")
+    seed_demo(repo, tmp_path, patients=8)
+    pharmacist = GuardedRepository(repo, Principal("ds", "pharmacist", Scopes.parse("user/*.cruds")))
+    lines = pharmacy.stock(pharmacist, "bvdk-sante-duoc-nha-thuoc")
+    assert lines and all(line.on_hand > 0 for line in lines)
+    assert {line.lot[-1] for line in lines} == {"A", "B"}
+    assert pharmacy.expiring(pharmacist, "bvdk-sante-duoc-nha-thuoc", within_days=90)

@@ -274,6 +274,20 @@ def _practitioner_files(ca_dir: Path, ref: str) -> tuple[Path, Path]:
     return stem.with_suffix(".key"), stem.with_suffix(".crt")
 
 
+def _common_name(name: str) -> str:
+    """X.509 limits a common name to 64 (UTF-8 bytes here): a longer display name is cut at a word."""
+    if len(name.encode()) <= 64:
+        return name
+    cut = name.encode()[:61].decode(errors="ignore")  # room for the ellipsis (3 bytes)
+    word = cut.rsplit(" ", 1)[0]
+    return (word if len(word) > 20 else cut) + "…"
+
+
+def has_signer(ca_dir: Path, practitioner_ref: str) -> bool:
+    """Whether a practitioner has a signing key and certificate under ca_dir."""
+    return all(p.exists() for p in _practitioner_files(ca_dir, practitioner_reference(practitioner_ref)))
+
+
 def issue(ca_dir: Path, practitioner_ref: str, display_name: str, *, days: int = PRACTITIONER_DAYS
           ) -> tuple[SigningKey, x509.Certificate]:
     """A new P-256 signing key and certificate for a practitioner, stored under ca_dir/practitioners (an
@@ -297,7 +311,7 @@ def issue(ca_dir: Path, practitioner_ref: str, display_name: str, *, days: int =
         aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key())  # type: ignore[arg-type]
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, display_name)]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, _common_name(display_name))]))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -397,6 +411,6 @@ def _check_time(cert: x509.Certificate, at: datetime, problems: list[str]) -> No
 
 __all__ = [
     "PASSPHRASE_ENV", "CaInfo", "ca_certificates", "ca_exists", "chain_problems", "common_name", "default_ca_dir",
-    "fingerprint", "hospital_ca", "import_ca", "init_ca", "issue", "load_ca", "load_signer", "practitioner_of",
+    "fingerprint", "has_signer", "hospital_ca", "import_ca", "init_ca", "issue", "load_ca", "load_signer", "practitioner_of",
     "practitioner_reference",
 ]

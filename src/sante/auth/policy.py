@@ -87,14 +87,27 @@ def row_filter(principal: Principal, rtype: str, alias: str = "r", op: str = "r"
 
 # The organizations of one facility (one `?`: the user's organization): its topmost partOf ancestor and everything
 # under it. A user bound to a department sees what the hospital manages or treats, and the reverse.
+# (CROSS JOIN: the few partOf rows drive, the recursive row is probed. Joined the other way, SQLite built a Bloom
+# filter over the whole of idx_reference at every step of the recursion: 15 ms a query at 2,000 patients.)
 _FACILITY = (
     "(WITH RECURSIVE up(id) AS (SELECT CAST(? AS VARCHAR(64)) UNION SELECT op.target_id FROM idx_reference op "
-    "JOIN up ON op.res_id = up.id WHERE op.res_type = 'Organization' AND op.param = 'partof' "
+    "CROSS JOIN up WHERE op.res_id = up.id AND op.res_type = 'Organization' AND op.param = 'partof' "
     "AND op.target_type = 'Organization'), "
-    "down(id) AS (SELECT id FROM up UNION SELECT oc.res_id FROM idx_reference oc JOIN down ON oc.target_id = down.id "
-    "WHERE oc.res_type = 'Organization' AND oc.param = 'partof' AND oc.target_type = 'Organization') "
+    "down(id) AS (SELECT id FROM up UNION SELECT oc.res_id FROM idx_reference oc CROSS JOIN down "
+    "WHERE oc.target_id = down.id AND oc.res_type = 'Organization' AND oc.param = 'partof' "
+    "AND oc.target_type = 'Organization') "
     "SELECT id FROM down)"
 )
+
+
+def facility_organizations(conn: Any, organization: str) -> list[str]:
+    """The ids of the organizations of the facility an organization belongs to (the tree `_FACILITY` walks, the
+    same the row filter uses): for aggregates over a facility's own activity (sante.clinical.statistics)."""
+    sql = f"SELECT id FROM {_FACILITY} facility"
+    org = organization.removeprefix("Organization/")
+    if conn.dialect.name != "sqlite":
+        sql = sql.replace("?", "%s")
+    return sorted({str(r[0]) for r in conn.exec_driver_sql(sql, (org,))})
 
 
 def _patient_visible_to_org(patient_col: str) -> str:
@@ -168,5 +181,5 @@ def require_visible_in(repo: Any, principal: Principal, rtype: str, rid: str) ->
             require_visible(tx.conn, principal, rtype, rid)
 
 
-__all__ = ["forbidden", "may_see", "require", "require_visible", "require_visible_in", "restricted_patient",
+__all__ = ["facility_organizations", "forbidden", "may_see", "require", "require_visible", "require_visible_in", "restricted_patient",
            "row_filter", "visible_ids"]

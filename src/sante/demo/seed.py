@@ -19,7 +19,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -298,6 +298,60 @@ def _synthea_patient(path: Path) -> str | None:
 # -- the whole seed -----------------------------------------------------------------------------------------------
 
 
+def stock_pharmacies(repo: Repository, data: DemoData, now: datetime) -> int:
+    """Opening stock for the hospital's pharmacies: every medication the demo prescribes, two lots each (one
+    expiring within three months, so the expiry list has something to show), received as the pharmacy's own
+    records (sante.clinical.pharmacy). Returns how many receipts were written."""
+    from sante.auth.guarded import GuardedRepository
+    from sante.auth.principal import Principal
+    from sante.auth.scopes import Scopes
+    from sante.clinical import pharmacy
+
+    prescribed = sorted({r["medicationReference"]["reference"].split("/", 1)[1] for p in data.patients
+                         for r in p.resources if r.get("resourceType") == "MedicationRequest"
+                         and "medicationReference" in r})
+    operator = GuardedRepository(repo, Principal("demo-seed", "system", Scopes.parse("system/*.cruds")))
+    rng = _rng(DEFAULT_SEED, "stock")
+    written = 0
+    for room in ("nha-thuoc", "kho"):
+        pharmacy_id = data.hospital.rooms.get(room)
+        if pharmacy_id is None:
+            continue
+        for n, med in enumerate(prescribed):
+            soon = (now + timedelta(days=rng.randint(20, 80))).date()
+            later = (now + timedelta(days=rng.randint(300, 700))).date()
+            for lot, expiry, quantity in ((f"L{n:03d}A", soon, rng.choice((20, 50, 100))),
+                                          (f"L{n:03d}B", later, rng.choice((200, 500, 1000)))):
+                pharmacy.receive(operator, pharmacy_id, med, quantity, lot, expiry, "Công ty Dược phẩm Trung ương",
+                                 now=now)
+                written += 1
+    return written
+
+
+SIGNING_ROLES = ("physician", "nurse", "radiologist", "lab_technician", "pharmacist")
+
+
+def ensure_signing_keys(data_dir: Path, accounts: list[Account]) -> int:
+    """The hospital CA (created once) and a signing key for every clinical account linked to a Practitioner
+    that has none yet, so the demo's physicians can sign visits and discharge summaries; returns how many keys
+    were issued."""
+    from sante.auth import ca
+
+    ca_dir = ca.default_ca_dir(data_dir)
+    if not ca.ca_exists(ca_dir):
+        ca.init_ca(ca_dir, "BV Da khoa Sante demo CA")
+    issued = 0
+    for account in accounts:
+        ref = account.fhir_user or ""
+        if account.role not in SIGNING_ROLES or not ref.startswith("Practitioner/"):
+            continue
+        if ca.has_signer(ca_dir, ref):
+            continue
+        ca.issue(ca_dir, ref, account.who or account.username)
+        issued += 1
+    return issued
+
+
 def seed_demo(repo: Repository, data_dir: Path, *, patients: int = DEFAULT_PATIENTS, seed: int = DEFAULT_SEED,
               synthea: Path | None = None, now: datetime | None = None,
               progress: Progress = _no_progress) -> SeedReport:
@@ -326,6 +380,10 @@ def seed_demo(repo: Repository, data_dir: Path, *, patients: int = DEFAULT_PATIE
         progress("Đã có (already seeded)", 0, max(1, per_file * len(synthea_files)))
     progress("Tài khoản (accounts)", 0, None)
     report.accounts, report.new_accounts = ensure_accounts(repo, data_dir, plan)
+    ensure_signing_keys(data_dir, report.accounts)
+    if report.seeded:
+        progress("Kho thuốc (pharmacy stock)", 0, None)
+        report.resources += stock_pharmacies(repo, data, now)
     if synthea_files:
         from sante.store.loader import load_paths
 
