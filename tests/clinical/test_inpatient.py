@@ -120,6 +120,7 @@ def test_the_board_follows_admission_transfer_and_discharge(hospital, tmp_path):
     assert state.status == "occupied" and state.occupant is not None
     assert (state.occupant.patient_id, state.occupant.patient_name, state.occupant.encounter_id,
             state.occupant.since) == ("p1", "Nguyễn Văn An", enc["id"], "2026-03-10T09:00:00+07:00")
+    assert (state.occupant.birth_date, state.occupant.admitted) == ("1960-05-04", "2026-03-10T09:00:00+07:00")
     ward = inpatient.bed_board(g, "bv-noi-a")[0]
     assert (ward.occupied, ward.free, ward.occupancy_rate) == (1, 2, pytest.approx(1 / 3))
 
@@ -290,6 +291,7 @@ def test_the_mar_lists_scheduled_and_given_doses(hospital):
     assert (row.medication, row.dose, row.route) == ("Ceftriaxon 1 g", "1 lọ", "Tiêm tĩnh mạch")
     assert [(d.time.strftime("%H:%M"), d.administration.status if d.administration else None)
             for d in rows[tid].scheduled] == [("07:00", None), ("13:00", "not-done"), ("19:00", None)]
+    assert rows[tid].scheduled[1].administration.note == "Người bệnh nôn"  # why it was not given
     assert rows[prn].as_needed and rows[prn].scheduled == [] and len(rows[prn].administrations) == 1
     # the first day: only the doses after the order was written (09:30)
     first = {r.request_id: r for r in inpatient.mar(g, enc["id"], "2026-03-10")}

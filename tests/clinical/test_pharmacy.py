@@ -116,6 +116,10 @@ def test_stock_from_receipts_dispenses_and_counts(hospital):
     assert found["suppliedItem"]["quantity"]["value"] == 3 and on_hand(hospital)[("para", "C9")] == 3
     assert refusal(lambda: pharmacy.count(keeper, "kho", "para", "D1", 2, now=NOW)).location == "expiry"
     assert refusal(lambda: pharmacy.count(keeper, "kho", "para", "A2028", -1, now=NOW)).location == "counted"
+    pharmacy.count(keeper, "kho", "amox", "X1", 0, now=NOW)  # used up: left out, unless asked for
+    assert ("amox", "X1") not in on_hand(hospital)
+    used_up = pharmacy.stock(pharmacist(hospital), "kho", today=TODAY, used_up=True)
+    assert [(x.lot, x.on_hand) for x in used_up if x.medication_id == "amox"] == [("X1", 0)]
 
 
 def test_receipts_that_are_refused(hospital):
@@ -228,6 +232,36 @@ def test_pending_prescriptions_and_completion(hospital):
     done = refusal(lambda: pharmacy.dispense(ph, ward, "kho", now=NOW))
     assert (done.category, done.location) == (Category.UNPROCESSABLE, "quantity")
     assert on_hand(hospital) == {("para", "A"): 86} and on_hand(hospital, "nha-thuoc") == {("para", "A"): 80}
+
+
+def test_alert_levels_are_set_per_pharmacy(hospital):
+    ph = pharmacist(hospital)
+    assert pharmacy.alert_levels(ph, "kho", ["para", "amox"]) == {}
+    pharmacy.set_alert_level(ph, "kho", "para", 200)
+    pharmacy.set_alert_level(ph, "nha-thuoc", "para", 50)
+    pharmacy.set_alert_level(ph, "kho", "para", 150)  # replaces the store's own
+    assert pharmacy.alert_levels(ph, "kho", ["para", "amox"]) == {"para": 150}
+    assert pharmacy.alert_levels(ph, "nha-thuoc", ["para"]) == {"para": 50}
+    medication = hospital.read("Medication", "para").resource
+    assert [e["url"] for e in medication["extension"]] == [pharmacy.ALERT_LEVEL_EXTENSION] * 2
+    pharmacy.set_alert_level(ph, "kho", "para", None)  # back to the default
+    assert pharmacy.alert_levels(ph, "kho", ["para"]) == {} and pharmacy.alert_levels(ph, "nha-thuoc", ["para"])
+    assert refusal(lambda: pharmacy.set_alert_level(ph, "kho", "para", 0)).location == "level"
+    assert refusal(lambda: pharmacy.set_alert_level(ph, "phong-kham", "para", 5)).location == "pharmacy"
+    nurse = GuardedRepository(hospital, staff("nurse", "dd1"))
+    assert refusal(lambda: pharmacy.set_alert_level(nurse, "kho", "para", 5)).category == Category.FORBIDDEN
+
+
+def test_the_queue_names_the_prescriber(hospital):
+    by_reference = order(hospital, 10, authored="2026-05-30T10:00:00+07:00")
+    by_display = order(hospital, 10, patient="p2")
+    for rid, requester in ((by_reference, {"reference": "Practitioner/dd1"}),
+                           (by_display, {"reference": "Practitioner/x", "display": "BS. Hoàng Minh"})):
+        written = hospital.read("MedicationRequest", rid).resource
+        hospital.update({**written, "requester": requester}, rid)
+    unnamed = order(hospital, 10, patient="p2", authored="2026-06-01T09:00:00+07:00")
+    queue = {p.request_id: p.prescriber for p in pharmacy.pending_prescriptions(pharmacist(hospital))}
+    assert queue == {by_reference: "ĐD. Vũ Lan", by_display: "BS. Hoàng Minh", unnamed: ""}
 
 
 def test_pharmacists_dispensing_at_once_never_take_stock_below_zero(hospital):

@@ -170,3 +170,19 @@ def test_waiting_times(hospital):
     assert (stats.mean, stats.median, stats.p90, stats.longest) == (36.7, 30.0, 60.0, 60.0)
     empty = q.waiting_times(d.receptionist, CHILD_CLINIC, MORNING.date(), now=at(90))
     assert (empty.checked_in, empty.mean, empty.p90) == (0, None, None)
+
+
+def test_the_clinics_of_the_day_with_their_counts(hospital):
+    d = desk(hospital)
+    a, b, c = patients(hospital, 3)
+    q.check_in(d.receptionist, a, CLINIC, now=at(0))
+    q.check_in(d.receptionist, b, CLINIC, now=at(1))
+    q.check_in(d.receptionist, c, CHILD_CLINIC, now=at(2))
+    q.check_in(d.receptionist, c, CLINIC, now=at(-24 * 60))  # yesterday's visit does not count today
+    q.call_next(d.physician, CLINIC, now=at(5))
+    with hospital.transaction() as tx:  # a room that is not a clinic (no ticket prefix) is not listed
+        tx.update({"resourceType": "Location", "id": "xray", "status": "active", "name": "Phòng khám X-quang"}, "xray")
+    listed = q.clinics(d.receptionist, now=at(10))
+    assert [(x.id, x.name, x.prefix, x.waiting, x.with_doctor, x.done, x.checked_in) for x in listed] == [
+        (CHILD_CLINIC, "Phòng khám Nhi", "NH", 1, 0, 0, 1), (CLINIC, "Phòng khám Nội 1", "N1", 1, 1, 0, 2)]
+    assert [x.checked_in for x in q.clinics(d.nurse, day=at(-24 * 60).date(), now=at(10))] == [0, 1]

@@ -16,7 +16,7 @@ from sante.clinical.forms import InvalidInput
 from sante.clinical.prescription_print import age_text, prescription_pdf
 from sante.clinical.registration import RegistrationForm, register
 from sante.clinical.service_support import VIETNAM
-from tests.support.outpatient import CLINIC, HOSPITAL, PHYSICIAN, build_hospital, desk
+from tests.support.outpatient import CLINIC, HOSPITAL, NURSE, PHYSICIAN, build_hospital, desk
 
 MORNING = datetime(2026, 11, 23, 7, 30, tzinfo=VIETNAM)
 AMLODIPINE = "eml-amlodipine-5mg-tablet"
@@ -238,3 +238,42 @@ def test_children_s_ages_are_in_months():
     assert age_text("2020-11-24", today) == "71 tháng tuổi"
     assert age_text("2020-11-23", today) == "6 tuổi"
     assert age_text("1958", today) == "68 tuổi"
+
+
+def test_the_main_diagnosis_can_be_chosen_later_and_only_a_doctor_signs(hospital, arrived, ca_dir):
+    d, eid, _ = arrived
+    with d.physician.transaction() as g:
+        cough = visit.add_diagnosis(g, eid, "J06.9", when=at(21))
+        fever = visit.add_diagnosis(g, eid, "R50.9", when=at(22))
+    assert visit.primary_diagnosis(hospital.read("Encounter", eid).resource) is None
+    with d.physician.transaction() as g:
+        visit.set_main_diagnosis(g, eid, fever["id"])
+    with d.physician.transaction() as g:
+        encounter = visit.set_main_diagnosis(g, eid, f"Condition/{cough['id']}")
+    assert [(x["condition"]["reference"], x["rank"]) for x in encounter["diagnosis"]] == [
+        (f"Condition/{cough['id']}", 1), (f"Condition/{fever['id']}", 2)]
+    with pytest.raises(Anomaly) as e, d.physician.transaction() as g:
+        visit.set_main_diagnosis(g, eid, "no-such-condition")
+    assert e.value.category is Category.NOT_FOUND and e.value.location == "diagnosis"
+    with pytest.raises(Anomaly) as e, d.nurse.transaction() as g:
+        visit.set_main_diagnosis(g, eid, fever["id"])
+    assert e.value.category is Category.FORBIDDEN
+    # A nurse who is a practitioner with a signing key still does not sign the visit record: she does not diagnose.
+    ca.issue(ca_dir, f"Practitioner/{NURSE}", "ĐD. Lê Thị Hoa")
+    with pytest.raises(Anomaly) as e:
+        visit.sign_visit(d.nurse, eid, ca_dir=ca_dir)
+    assert e.value.category is Category.FORBIDDEN
+    assert hospital.read("Encounter", eid).resource["status"] == "arrived"
+
+
+def test_the_visit_note_as_written(hospital, arrived):
+    d, eid, _ = arrived
+    with d.physician.reader() as g:
+        assert visit.visit_note(g, eid) is None and visit.note_texts(None)["plan"] == ""
+    with d.physician.transaction() as g:
+        visit.record_soap_note(g, eid, subjective="Ho 3 ngày,\nsốt nhẹ", plan="Tái khám <1 tuần>", when=at(20))
+    with d.physician.reader() as g:
+        note = visit.visit_note(g, eid)
+    assert note["status"] == "preliminary"
+    assert visit.note_texts(note) == {"subjective": "Ho 3 ngày,\nsốt nhẹ", "objective": "", "assessment": "",
+                                      "plan": "Tái khám <1 tuần>"}

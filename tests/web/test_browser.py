@@ -170,7 +170,7 @@ def test_a_manager_is_refused_the_chart(server, chromium):
     context = _context(chromium)
     page = context.new_page()
     _sign_in(page, server, "minh")
-    expect(page.get_by_role("heading", name="Chưa có nội dung cho vai trò của bạn")).to_be_visible()
+    expect(page.get_by_role("link", name="Thống kê", exact=True)).to_be_visible()  # their work: the dashboard
     response = page.goto(f"{server}/patients/{AN}")
     assert response is not None and response.status == 403
     expect(page.get_by_role("heading", level=1)).to_have_text("Bạn không có quyền truy cập trang này")

@@ -171,7 +171,8 @@ def test_a_manager_gets_a_clear_refusal_in_their_language(site):
     assert "Nguyễn" not in r.text
     assert b.get("/patients", params={"q": "nguyen"}).status_code == 403
     home = b.get("/")
-    assert home.status_code == 200 and "Chưa có nội dung cho vai trò của bạn" in home.text
+    assert home.status_code == 200 and 'href="/dashboard"' in home.text  # their work: the dashboard
+    assert "Chưa có nội dung cho vai trò của bạn" not in home.text
     assert 'href="/patients"' not in home.text  # a page they may not use is not linked
     en = sign_in(site, "minh", lang="en").get(f"/patients/{AN}")
     assert en.status_code == 403 and "You do not have access to this page" in en.text
@@ -273,5 +274,5 @@ def test_the_chart_reads_a_fixed_number_of_queries_whatever_the_record(site):
             for r in big:
                 copy = orjson.loads(orjson.dumps(r).replace(AN.encode(), b"big").replace(b"amlodipine", f"med-{n}".encode()))
                 tx.update(copy, f"{copy['id']}-{n}")
-    assert queries_for(AN) == queries_for("big") <= 10
+    assert queries_for(AN) == queries_for("big") <= 12  # with the immunizations and documents (chart_sections)
     assert queries_for("binh-tran") <= queries_for(AN)  # no includes to fetch

@@ -60,6 +60,7 @@ from sante.clinical.service_support import (
 STOCK_LOCATION_TAG = "https://sante.health/fhir/CodeSystem/stock-location"
 BATCH_EXTENSION = "https://sante.health/fhir/StructureDefinition/medication-batch"
 STOCK_COUNT_EXTENSION = "https://sante.health/fhir/StructureDefinition/stock-count"
+ALERT_LEVEL_EXTENSION = "https://sante.health/fhir/StructureDefinition/stock-alert-level"
 SUPPLY_ITEM_TYPE = "http://terminology.hl7.org/CodeSystem/supply-item-type"
 PHARMACY_TYPES = {"PHARM", "OUTPHARM", "INPHARM"}
 NOT_DISPENSED = {"cancelled", "entered-in-error", "declined"}
@@ -101,6 +102,7 @@ class PendingPrescription:
     remaining: float | None
     unit: str | None
     encounter_id: str | None
+    prescriber: str = ""  # who wrote the order (its requester's name)
 
 
 # -- the ledger ---------------------------------------------------------------------------------------------------
@@ -207,13 +209,15 @@ def _today(today: date | None) -> date:
 
 
 # -- stock --------------------------------------------------------------------------------------------------------
-def stock(guarded_repo: GuardedRepository, pharmacy_id: str, *, today: date | None = None) -> list[StockLine]:
-    """What a pharmacy holds, per medication and lot (lots used up are left out), by medication then expiry."""
+def stock(guarded_repo: GuardedRepository, pharmacy_id: str, *, today: date | None = None,
+          used_up: bool = False) -> list[StockLine]:
+    """What a pharmacy holds, per medication and lot, by medication then expiry; lots used up (on hand 0) only
+    with `used_up` (what the pharmacy has stocked: a medication it has run out of still needs its alert)."""
     day = _today(today)
     with guarded_repo.reader() as g:
         pharmacy = _pharmacy(g, pharmacy_id)
         lots = _ledger(g, pharmacy["id"])
-    kept = [lot for lot in lots.values() if lot.on_hand != 0]
+    kept = [lot for lot in lots.values() if used_up or lot.on_hand != 0]
     kept.sort(key=lambda x: (x.medication.casefold(), x.expiry or date.max, x.lot))
     return [_line(lot, day) for lot in kept]
 
@@ -242,6 +246,53 @@ def low_stock(guarded_repo: GuardedRepository, pharmacy_id: str, thresholds: dic
             alerts.append(StockAlert(med, name, json_number(usable), json_number(limit), unit))
     alerts.sort(key=lambda a: (a.on_hand / a.threshold if a.threshold else 0.0, a.medication.casefold()))
     return alerts
+
+
+def _alert_level_parts(extension: dict[str, Any], pharmacy_id: str) -> dict[str, Any] | None:
+    """The parts of an ALERT_LEVEL_EXTENSION about this pharmacy, None for any other extension."""
+    if extension.get("url") != ALERT_LEVEL_EXTENSION:
+        return None
+    parts = {p.get("url"): p for p in extension.get("extension", [])}
+    if ref_id((parts.get("location") or {}).get("valueReference"), "Location") != pharmacy_id:
+        return None
+    return parts
+
+
+def alert_levels(guarded_repo: GuardedRepository, pharmacy_id: str, medication_ids: list[str]) -> dict[str, float]:
+    """The alert levels a pharmacy has set for these medications (set_alert_level), by Medication id; those
+    without one are left out (the caller's default applies)."""
+    with guarded_repo.reader() as g:
+        medications = by_ids(g, "Medication", medication_ids)
+    out = {}
+    for mid, medication in medications.items():
+        for ext in medication.get("extension", []):
+            parts = _alert_level_parts(ext, pharmacy_id)
+            value = ((parts or {}).get("level") or {}).get("valueDecimal")
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                out[mid] = value
+    return out
+
+
+def set_alert_level(guarded_repo: GuardedRepository, pharmacy_id: str, medication_id: str, level: float | None
+                    ) -> dict[str, Any]:
+    """Set the stock level under which a pharmacy is alerted for a medication (None: back to the default): an
+    ALERT_LEVEL_EXTENSION (`location` the pharmacy, `level` in the dispensing unit) on the Medication, one per
+    pharmacy. Needs the right to write Medications (the pharmacist's)."""
+    amount = decimal(level, "level", positive=True, zero_ok=False) if level is not None else None
+    with guarded_repo.transaction() as g:
+        require(g.principal, "u", "Medication")
+        pharmacy = _pharmacy(g, pharmacy_id)
+        medication = read_at(g, "Medication", medication_id, "medication")
+        kept = [e for e in medication.get("extension", []) if _alert_level_parts(e, pharmacy["id"]) is None]
+        if amount is not None:
+            kept.append({"url": ALERT_LEVEL_EXTENSION, "extension": [
+                {"url": "location", "valueReference": ref("Location", pharmacy["id"], pharmacy.get("name"))},
+                {"url": "level", "valueDecimal": json_number(amount)}]})
+        if kept:
+            medication["extension"] = kept
+        else:
+            medication.pop("extension", None)
+        return g.update(medication).resource or {}
 
 
 def expiring(guarded_repo: GuardedRepository, pharmacy_id: str, within_days: int = 90, *,
@@ -383,12 +434,14 @@ def pending_prescriptions(guarded_repo: GuardedRepository, pharmacy_id: str | No
         pharmacy = _pharmacy(g, pharmacy_id) if pharmacy_id else None
         base = [("status", "active"), ("intent", "order"), ("_sort", "authoredon"),
                 ("_revinclude", "MedicationDispense:prescription"), ("_include", "MedicationRequest:subject"),
-                ("_count", "200")]
+                ("_include", "MedicationRequest:requester"), ("_count", "200")]
         page = base
         while len(out) < limit:
             result = g.search("MedicationRequest", page)
             included = [m.resource for m in result.included if m.resource]
             patients = {p["id"]: p for p in included if p.get("resourceType") == "Patient"}
+            prescribers = {f"{p['resourceType']}/{p['id']}": p for p in included
+                           if p.get("resourceType") in ("Practitioner", "PractitionerRole")}
             by_order: dict[str, list[dict[str, Any]]] = {}
             for d in included:
                 if d.get("resourceType") == "MedicationDispense":
@@ -411,7 +464,9 @@ def pending_prescriptions(guarded_repo: GuardedRepository, pharmacy_id: str | No
                     or concept_text(order.get("medicationCodeableConcept")),
                     codes(order.get("category")), json_number(requested) if requested is not None else None,
                     json_number(given), json_number(requested - given) if requested is not None else None, unit,
-                    ref_id(order.get("encounter"), "Encounter")))
+                    ref_id(order.get("encounter"), "Encounter"),
+                    (order.get("requester") or {}).get("display")
+                    or person_name(prescribers.get((order.get("requester") or {}).get("reference", "")))))
             if not result.next_cursor:
                 break
             page = [*base, ("_cursor", result.next_cursor)]
@@ -502,7 +557,7 @@ def dispense(guarded_repo: GuardedRepository, medication_request_id: str, pharma
 
 
 __all__ = [
-    "BATCH_EXTENSION", "PHARMACY_TYPES", "STOCK_COUNT_EXTENSION", "STOCK_LOCATION_TAG", "PendingPrescription",
+    "ALERT_LEVEL_EXTENSION", "BATCH_EXTENSION", "PHARMACY_TYPES", "STOCK_COUNT_EXTENSION", "STOCK_LOCATION_TAG", "PendingPrescription",
     "StockAlert", "StockLine", "count", "dispense", "expiring", "low_stock", "pending_prescriptions", "receive",
-    "stock",
+    "alert_levels", "set_alert_level", "stock",
 ]

@@ -353,6 +353,56 @@ def call_next(guarded_repo: GuardedRepository, clinic_location_id: str, *, pract
         return queue_entry(stored, patient, now)
 
 
+# -- the clinics ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ClinicDay:
+    """An outpatient clinic and the count of its queue on one day."""
+
+    id: str
+    name: str
+    prefix: str  # of its tickets
+    waiting: int  # arrived or triaged
+    with_doctor: int  # in-progress
+    done: int  # finished or cancelled
+
+    @property
+    def checked_in(self) -> int:
+        return self.waiting + self.with_doctor + self.done
+
+
+def is_clinic(location: dict[str, Any]) -> bool:
+    """Whether a Location is an outpatient clinic with a queue: it has a ticket prefix (TICKET_PREFIX_SYSTEM
+    identifier, or an alias "Phòng khám N1") and is not inactive."""
+    return location.get("status") != "inactive" and (
+        any(i.get("system") == TICKET_PREFIX_SYSTEM and i.get("value") for i in location.get("identifier", []))
+        or any(_ALIAS_PREFIX.match(a) for a in location.get("alias", [])))
+
+
+def clinics(guarded_repo: GuardedRepository, *, day: date | None = None, now: datetime | None = None
+            ) -> list[ClinicDay]:
+    """The outpatient clinics the principal may see, by name, each with the count of its queue of the day (today
+    by default): one search for the clinics, one for the day's outpatient visits."""
+    now = aware(now)
+    day = day or local_day(now)
+    start, end = day_bounds(day)
+    with guarded_repo.reader() as g:
+        found = {loc["id"]: loc for query in ([("identifier", f"{TICKET_PREFIX_SYSTEM}|")], [("name", "Phòng khám")])
+                 for loc in search_all(g, "Location", query)[0] if is_clinic(loc)}
+        visits, _ = search_all(g, "Encounter", [("class", "AMB"), ("date", f"ge{fhir_time(start)}"),
+                                                 ("date", f"lt{fhir_time(end)}")])
+    counts: dict[str, list[int]] = {cid: [0, 0, 0] for cid in found}
+    for encounter in visits:
+        if not _on_day(encounter, day):
+            continue
+        status = str(encounter.get("status"))
+        for loc in encounter.get("location", []):
+            cid = ref_id(loc.get("location"), "Location")
+            if cid in counts:
+                counts[cid][0 if status in WAITING else 1 if status == "in-progress" else 2] += 1
+    out = [ClinicDay(cid, str(loc.get("name") or cid), ticket_prefix(loc), *counts[cid]) for cid, loc in found.items()]
+    return sorted(out, key=lambda c: (c.name, c.id))
+
+
 # -- waiting times ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class WaitingTimes:
@@ -384,5 +434,6 @@ def waiting_times(guarded_repo: GuardedRepository, clinic_location_id: str, day:
 
 
 __all__ = ["LOCATION_STATUS", "NEXT_STATUSES", "PRIORITIES", "QUEUE_TICKET_SYSTEM", "TICKET_PREFIX_SYSTEM",
-           "QueueEntry", "WaitingTimes", "acting_practitioner", "add_participant", "call_next", "check_in", "queue",
+           "ClinicDay", "QueueEntry", "WaitingTimes", "acting_practitioner", "add_participant", "call_next",
+           "check_in", "clinics", "is_clinic", "queue",
            "queue_entry", "read_visit", "set_status", "ticket_of", "ticket_prefix", "transition", "waiting_times"]

@@ -242,6 +242,16 @@ def _section_text(note: dict[str, Any] | None, key: str) -> str:
     return ""
 
 
+def visit_note(gtx: GuardedTransaction, encounter_id: str) -> dict[str, Any] | None:
+    """The visit's Composition: the doctor's draft (preliminary) or the signed record (final); None before."""
+    return _visit_note(gtx, encounter_id)
+
+
+def note_texts(note: dict[str, Any] | None) -> dict[str, str]:
+    """The doctor's words in each SOAP section of a visit note (empty strings where there are none)."""
+    return {key: _section_text(note, key) for key in ("subjective", "objective", "assessment", "plan")}
+
+
 def _plain(div: str) -> str:
     """The text of a narrative's first paragraph (what record_soap_note wrote)."""
     start = div.find("<p>")
@@ -320,6 +330,23 @@ def add_diagnosis(gtx: GuardedTransaction, encounter_id: str, icd10_code: str, *
     encounter["diagnosis"] = entries
     _update_visit(gtx, encounter)
     return stored
+
+
+def set_main_diagnosis(gtx: GuardedTransaction, encounter_id: str, condition_id: str) -> dict[str, Any]:
+    """Make one of the visit's diagnoses the main one (rank 1); the former main one becomes a further diagnosis.
+    404 at `diagnosis` for a Condition that is not a diagnosis of this visit. Returns the Encounter."""
+    require(gtx.principal, "c", "Condition")
+    encounter = _open_visit(gtx, encounter_id)
+    cid = condition_id.removeprefix("Condition/")
+    entries = sorted(encounter.get("diagnosis", []), key=lambda d: int(d.get("rank", 99)))
+    chosen = next((d for d in entries if ref_id(d.get("condition"), "Condition") == cid), None)
+    if chosen is None:
+        raise Anomaly(Category.NOT_FOUND, f"Condition/{cid} is not a diagnosis of Encounter/{encounter['id']}",
+                      location="diagnosis")
+    for rank, d in enumerate([chosen, *(d for d in entries if d is not chosen)], 1):
+        d["rank"] = rank
+    encounter["diagnosis"] = sorted(entries, key=lambda d: d["rank"])
+    return _update_visit(gtx, encounter)
 
 
 # -- orders -----------------------------------------------------------------------------------------------------
@@ -584,7 +611,9 @@ def sign_visit(guarded_repo: GuardedRepository, encounter_id: str, *, practition
     principal = guarded_repo.principal
     signer = signing_practitioner(principal, practitioner)
     signing.check_signable("Composition")
-    for op, rtype in (("r", "Composition"), ("c", "Composition"), ("c", "Provenance"), ("u", "Encounter")):
+    # The visit record holds the diagnoses: whoever signs it must be one who may diagnose (not a nurse).
+    for op, rtype in (("r", "Composition"), ("c", "Composition"), ("c", "Provenance"), ("u", "Encounter"),
+                      ("c", "Condition")):
         require(principal, op, rtype)
     if ca_dir is None:
         from sante.settings import Settings
@@ -618,5 +647,6 @@ def sign_visit(guarded_repo: GuardedRepository, encounter_id: str, *, practition
 
 
 __all__ = ["MODALITIES", "ROUTE_SNOMED", "SECTIONS", "VISIT_NOTE", "SignedVisit", "add_diagnosis", "dosage_text",
-           "order_imaging", "order_lab", "prescribe", "prescription_pdf", "primary_diagnosis", "record_soap_note",
-           "record_vitals", "route_of_administration", "sign_visit", "signing_practitioner"]
+           "note_texts", "order_imaging", "order_lab", "prescribe", "prescription_pdf", "primary_diagnosis",
+           "record_soap_note", "record_vitals", "route_of_administration", "set_main_diagnosis", "sign_visit",
+           "signing_practitioner", "visit_note"]

@@ -1,5 +1,5 @@
 """The patient chart: everything `/patients/{id}` shows, read in one transaction through the guarded repository
-(one read and at most seven searches, whatever the size of the record) and shaped for the templates.
+(one read and at most nine searches, whatever the size of the record) and shaped for the templates.
 
 Sections the user's role may not read (a receptionist and the allergies, say) are left out (None), never an
 error; the patient must be visible to the user (else 404) and readable by their role (else 403)."""
@@ -13,6 +13,7 @@ from typing import Any
 from markupsafe import Markup
 
 from sante.auth.guarded import GuardedRepository, GuardedTransaction
+from sante.web.chart_sections import ChartAdditions, load_additions
 from sante.web.i18n import N_, Formats, parse_fhir_datetime
 from sante.web.patients import PatientSummary, summarize
 from sante.web.render import may
@@ -105,6 +106,8 @@ class Problem:
     name: str
     code: str
     onset: str
+    id: str = ""  # the Condition (resolving it from the chart)
+    version: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +149,7 @@ class Chart:
     medications: list[Medication] | None
     labs: list[LabResult] | None
     encounters: list[Visit] | None
+    additions: ChartAdditions | None = None  # allergies, immunizations, documents, lab trends: chart_sections
 
 
 # -- reading FHIR ------------------------------------------------------------------------------------------------------
@@ -302,7 +306,8 @@ def problems_of(conditions: list[dict[str, Any]], fmt: Formats) -> list[Problem]
         icd = next((str(x.get("code")) for x in (c.get("code") or {}).get("coding") or []
                     if isinstance(x, dict) and "icd" in str(x.get("system", "")).lower() and x.get("code")), "")
         onset = c.get("onsetDateTime") or (c.get("onsetPeriod") or {}).get("start") or c.get("recordedDate")
-        out.append(Problem(concept_text(c.get("code")) or "—", icd, fmt.date(onset)))
+        out.append(Problem(concept_text(c.get("code")) or "—", icd, fmt.date(onset), str(c.get("id") or ""),
+                           str((c.get("meta") or {}).get("versionId") or "")))
     return out
 
 
@@ -406,7 +411,7 @@ def load_chart(guarded: GuardedRepository, pid: str, fmt: Formats) -> Chart:
         vitals = _search(g, "Observation", [("patient", ref), ("category", "vital-signs"), ("_sort", "-date"),
                                             ("_count", "300")])
         labs = _search(g, "Observation", [("patient", ref), ("category", "laboratory"), ("_sort", "-date"),
-                                          ("_count", "40")])
+                                          ("_count", "200")])  # the table shows the newest 40, the trends all
         conditions = _search(g, "Condition", [("patient", ref), ("clinical-status", "active,recurrence,relapse"),
                                               ("_count", "100")])
         medications = None
@@ -416,6 +421,7 @@ def load_chart(guarded: GuardedRepository, pid: str, fmt: Formats) -> Chart:
             included = {f"{m.type}/{m.id}": m.resource or {} for m in found.included}
             medications = medications_of([m.resource or {} for m in found.matches], included, fmt)
         encounters = _search(g, "Encounter", [("patient", ref), ("_sort", "-date"), ("_count", "15")])
+        additions = load_additions(g, pid, allergies, labs, fmt)
     alerts = None if flags is None else [t for t in (concept_text(f.get("code")) for f in flags
                                                      if f.get("status") == "active") if t]
     banner = Banner(summarize(patient, fmt), None if allergies is None else allergies_of(allergies), alerts)
@@ -423,8 +429,8 @@ def load_chart(guarded: GuardedRepository, pid: str, fmt: Formats) -> Chart:
     return Chart(
         banner=banner, vitals=cards, vital_rows=rows, vital_columns=columns,
         problems=None if conditions is None else problems_of(conditions, fmt), medications=medications,
-        labs=None if labs is None else labs_of(labs, fmt),
-        encounters=None if encounters is None else visits_of(encounters, fmt))
+        labs=None if labs is None else labs_of(labs[:40], fmt),
+        encounters=None if encounters is None else visits_of(encounters, fmt), additions=additions)
 
 
 __all__ = ["VITALS", "Banner", "Chart", "VitalSign", "concept_text", "load_chart"]

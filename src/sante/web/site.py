@@ -17,6 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from sante.anomaly import Anomaly, Category
+from sante.auth.ca import default_ca_dir
 from sante.auth.guarded import GuardedRepository
 from sante.auth.principal import Principal
 from sante.auth.secrets import load_or_create
@@ -24,11 +25,16 @@ from sante.auth.users import UserStore
 from sante.auth.web_session import LoginSessions, Signer, safe_next
 from sante.store import Repository
 from sante.web.chart import load_chart
+from sante.web.chart_forms import chart_forms_router
+from sante.web.dashboard import dashboard_router
 from sante.web.gate import PageGate
 from sante.web.i18n import DEFAULT_TIME_ZONE, LANG_COOKIE, LANGUAGES
 from sante.web.launch import launch_router
+from sante.web.outpatient import outpatient_router
 from sante.web.patients import find_patients
+from sante.web.pharmacy import pharmacy_router
 from sante.web.render import PAGE_HEADERS, Pages
+from sante.web.wards import wards_router
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 LANG_COOKIE_AGE = 365 * 24 * 3600
@@ -101,6 +107,11 @@ class WebApp:
         self.gate = PageGate(LoginSessions(repo.engine, signer), users, signer, self.pages)
         self.router = page_router(repo, self.pages)
         self.router.include_router(launch_router(repo, self.pages, signer, _in_thread))
+        self.router.include_router(dashboard_router(repo, self.pages, _in_thread))
+        self.router.include_router(chart_forms_router(repo, self.pages, _in_thread))
+        self.router.include_router(outpatient_router(repo, self.pages, _in_thread, default_ca_dir(data_dir)))
+        self.router.include_router(wards_router(repo, self.pages, _in_thread, default_ca_dir(data_dir)))
+        self.router.include_router(pharmacy_router(repo, self.pages, _in_thread))
 
     def mount(self, app: FastAPI) -> None:
         """Add the pages and the static files to the application."""
