@@ -1,15 +1,10 @@
 """The web app in a real browser: Debian's Chromium, headless, driven by Playwright, against a real uvicorn server
-over the seeded hospital. Screenshots of the main pages (Vietnamese and English) go to test-artifacts/screenshots/.
+over the seeded hospital (the `server` and `chromium` fixtures of tests/web/conftest.py). Screenshots of the main pages (Vietnamese and English) go to test-artifacts/screenshots/.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,41 +16,6 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screensh
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
-
-
-@pytest.fixture(scope="module")
-def server(site) -> Iterator[str]:
-    """A real uvicorn server on a free port of the loopback, serving the seeded site."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(site, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the uvicorn server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is not installed: the test command must install it (scripts/test.sh)")
-        pytest.skip("Debian's chromium is not installed (scripts/test.sh installs it)")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield browser
-        browser.close()
 
 
 def _context(chromium, *, locale: str = "vi-VN", width: int = 1280, height: int = 900):

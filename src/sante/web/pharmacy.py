@@ -14,11 +14,10 @@ is shown next to the field it is about, in the user's language.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from starlette.datastructures import ImmutableMultiDict
@@ -31,6 +30,7 @@ from sante.clinical.service_support import PHYSICAL_TYPE, ROLE_CODE, by_ids, cod
 from sante.store import Repository
 from sante.web.banner import load_banner
 from sante.web.chart import Banner
+from sante.web.form_data import blank, form_fields
 from sante.web.i18n import N_, Formats
 from sante.web.render import PAGE_HEADERS, Area, Pages, register_area
 
@@ -399,15 +399,6 @@ def problem(e: Anomaly) -> tuple[str, str] | None:
 
 
 # -- the pages ----------------------------------------------------------------------------------------------------
-async def _form(request: Request) -> ImmutableMultiDict:
-    body = await request.body()
-    return ImmutableMultiDict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True,
-                                        max_num_fields=1000))
-
-
-def _blank(found: dict[str, str] | None) -> defaultdict[str, str]:
-    """Errors or values for a template: a field without one reads as "" (the templates are strict)."""
-    return defaultdict(str, found or {})
 
 
 def pharmacy_router(repo: Repository, pages: Pages, run: Any) -> APIRouter:
@@ -448,7 +439,7 @@ def pharmacy_router(repo: Repository, pages: Pages, run: Any) -> APIRouter:
         if view is None:
             return back("/pharmacy", pharmacy=wanted, done="nothing")
         return pages.render(request, "pharmacy/dispense.html", status=status, active="pharmacy", view=view,
-                            tab="queue", notice=notice(request), errors=_blank(errors), values=_blank(values))
+                            tab="queue", notice=notice(request), errors=blank(errors), values=blank(values))
 
     @router.get("/pharmacy/prescriptions/{request_id}")
     async def prescription(request: Request, request_id: str) -> Response:
@@ -465,7 +456,7 @@ def pharmacy_router(repo: Repository, pages: Pages, run: Any) -> APIRouter:
         g = guarded(request)
         if g is None:
             return pages.error(request, 403)
-        form = await _form(request)
+        form = await form_fields(request)
         wanted, line = form.get("pharmacy", "")[:64], form.get("request", "")[:64]
         quantity = form.get("quantity", "").strip().replace(",", ".")
         try:
@@ -496,8 +487,8 @@ def pharmacy_router(repo: Repository, pages: Pages, run: Any) -> APIRouter:
                                        values.get("unit", ""), error=errors.get("medication"))
         view = await run(load_stock, g, wanted, pages.formats_for(request), picker)
         return pages.render(request, "pharmacy/stock.html", status=status, active="pharmacy", view=view,
-                            tab="stock", notice=notice(request), errors=_blank(errors),
-                            values=_blank(dict(values.items()) if values is not None else None),
+                            tab="stock", notice=notice(request), errors=blank(errors),
+                            values=blank(dict(values.items()) if values is not None else None),
                             today=pages.formats_for(request).today())
 
     @router.get("/pharmacy/stock")
@@ -524,13 +515,13 @@ def pharmacy_router(repo: Repository, pages: Pages, run: Any) -> APIRouter:
                                  focus=bool(added or params.get("remove")))
         template = "pharmacy/_medication_results.html" if params.get("part") == "results" \
             else "pharmacy/_medication.html"
-        return pages.render(request, template, picker=view, errors=_blank(None))
+        return pages.render(request, template, picker=view, errors=blank(None))
 
     async def stock_change(request: Request, change: Any, form_name: str, done_key: str) -> Response:
         g = guarded(request)
         if g is None:
             return pages.error(request, 403)
-        form = await _form(request)
+        form = await form_fields(request)
         wanted = form.get("pharmacy", "")[:64]
         try:
             here, _ = await run(choose_pharmacy, g, wanted)

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import html
 import re
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from babel.numbers import format_percent
 from fastapi import APIRouter, Request
@@ -47,6 +46,7 @@ from sante.clinical.service_support import (
 from sante.store import Repository
 from sante.web.banner import load_banner
 from sante.web.chart import MED_STATUS, Banner
+from sante.web.form_data import blank, form_fields
 from sante.web.i18n import N_, Formats
 from sante.web.patients import find_patients
 from sante.web.render import PAGE_HEADERS, Area, Pages, may, register_area
@@ -712,15 +712,6 @@ def problem(e: Anomaly) -> tuple[str, str] | None:
 
 
 # -- the pages ----------------------------------------------------------------------------------------------------
-async def _form(request: Request) -> ImmutableMultiDict:
-    body = await request.body()
-    return ImmutableMultiDict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True,
-                                        max_num_fields=1000))
-
-
-def _blank(found: dict[str, str] | None) -> defaultdict[str, str]:
-    """Errors or values for a template: a field without one reads as "" (the templates are strict)."""
-    return defaultdict(str, found or {})
 
 
 def _admit_link(bed: str) -> str:
@@ -776,7 +767,7 @@ def wards_router(repo: Repository, pages: Pages, run: Any, ca_dir: Path | None =
         g = guarded(request)
         if g is None:
             return pages.error(request, 403)
-        form = await _form(request)
+        form = await form_fields(request)
         unit = form.get("unit", "")[:64]
         try:
             await run(inpatient.set_bed_status, g, bed_id, form.get("status", ""))
@@ -795,7 +786,7 @@ def wards_router(repo: Repository, pages: Pages, run: Any, ca_dir: Path | None =
         q = values.get("q", "")[:200]
         results = await run(find_patients, g, q, fmt) if q and not view.patient else None
         return pages.render(request, "wards/admit.html", status=status, active="wards", view=view,
-                            errors=_blank(errors), patient_q=q, results=results,
+                            errors=blank(errors), patient_q=q, results=results,
                             patient_href=_admit_link(view.places.bed))
 
     @router.get("/wards/admit")
@@ -826,7 +817,7 @@ def wards_router(repo: Repository, pages: Pages, run: Any, ca_dir: Path | None =
         g = guarded(request)
         if g is None:
             return pages.error(request, 403)
-        form = await _form(request)
+        form = await form_fields(request)
         reason = typed_codes(form.getlist("reason"), form.get("reason_q", ""), multiple=False)
         source = form.get("admit_source", "")
         try:
@@ -867,7 +858,7 @@ def wards_router(repo: Repository, pages: Pages, run: Any, ca_dir: Path | None =
         fmt = pages.formats_for(request)
         stay = await run(load_stay, g, enc_id, day or _day(request.query_params.get("day")), fmt)
         return pages.render(request, "wards/stay.html", status=status, active="wards", stay=stay,
-                            errors=_blank(errors), values=_blank(values), notice=done(request),
+                            errors=blank(errors), values=blank(values), notice=done(request),
                             day_before=(stay.day - timedelta(days=1)).isoformat(),
                             day_after=(stay.day + timedelta(days=1)).isoformat())
 
@@ -889,7 +880,7 @@ def wards_router(repo: Repository, pages: Pages, run: Any, ca_dir: Path | None =
         g = guarded(request)
         if g is None:
             return pages.error(request, 403)
-        form = await _form(request)
+        form = await form_fields(request)
         day = _day(form.get("day"))
         try:
             await run(change, g, form)
@@ -944,7 +935,7 @@ def wards_router(repo: Repository, pages: Pages, run: Any, ca_dir: Path | None =
         view = await run(lambda: load_discharge(g, enc_id, values, fmt,
                                                 diagnoses_error=(errors or {}).get("diagnoses")))
         return pages.render(request, "wards/discharge.html", status=status, active="wards", view=view,
-                            errors=_blank(errors))
+                            errors=blank(errors))
 
     @router.get("/wards/stays/{enc_id}/discharge")
     async def discharge_form(request: Request, enc_id: str) -> Response:
@@ -961,7 +952,7 @@ def wards_router(repo: Repository, pages: Pages, run: Any, ca_dir: Path | None =
         g = guarded(request)
         if g is None:
             return pages.error(request, 403)
-        form = await _form(request)
+        form = await form_fields(request)
         sections: dict[str, Any] = {k: form.get(k, "") for k in TEXT_SECTIONS}
         sections["diagnoses"] = typed_codes(form.getlist("diagnoses"), form.get("diagnoses_q", ""), multiple=True)
         try:
