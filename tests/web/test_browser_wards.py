@@ -133,6 +133,9 @@ def test_admission_transfer_dose_and_discharge(server, chromium):
     page.locator("#diagnoses-q").fill("I10")
     page.locator("#diagnoses-results").get_by_role("button", name=re.compile(r"^I10 ")).click()
     expect(page.locator("#diagnoses-picker .picked-code")).to_have_count(2)
+    # The picker comes back with the focus in its search box (to add another code): wait for that focus before
+    # typing elsewhere, or a slow machine's late focus takes the next field's text.
+    expect(page.locator("#diagnoses-q")).to_be_focused()
     page.locator("#section-medications").fill("Amoxicilin 500 mg × 2 viên/ngày × 5 ngày")
     page.locator("#section-follow_up").fill("Tái khám sau 1 tuần tại Phòng khám Nội")
     expect(page.locator("#disposition")).to_have_value("home")
