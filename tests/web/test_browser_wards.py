@@ -11,10 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from sante.api import create_app
-from sante.store import open_repository
-from tests.web.seed import PASSWORD, seed
-from tests.web.ward_pharmacy_seed import CEFTRIAXONE_ORDER, HUNG_STAY, NURSE, PHYSICIAN, WARD, seed_wards_and_pharmacy
+from tests.web.seed import PASSWORD
+from tests.web.ward_pharmacy_seed import (
+    CEFTRIAXONE_ORDER,
+    HUNG_STAY,
+    NURSE,
+    PHYSICIAN,
+    WARD,
+    ward_pharmacy_site,
+)
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -24,13 +29,7 @@ FREE_BED, NEXT_BED = f"{WARD}-202-1", f"{WARD}-201-3"
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    data_dir = tmp_path_factory.mktemp("wards-browser")
-    repo = open_repository(f"sqlite:///{data_dir / 'sante.db'}")
-    app = create_app(repo, data_dir=data_dir)
-    seed(repo, app.state.security.users)
-    seed_wards_and_pharmacy(repo, app.state.security.users, data_dir)
-    yield app
-    repo.close()
+    yield from ward_pharmacy_site(tmp_path_factory.mktemp("wards-browser"))
 
 
 def _page(chromium, *, locale: str = "vi-VN", width: int = 1280, height: int = 900):

@@ -10,10 +10,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from sante.api import create_app
-from sante.store import open_repository
 from tests.web.conftest import csrf_of, sign_in
-from tests.web.seed import seed
 from tests.web.ward_pharmacy_seed import (
     AMOXICILLIN,
     BINH_RX,
@@ -23,20 +20,14 @@ from tests.web.ward_pharmacy_seed import (
     OUTPATIENT_PHARMACY,
     PHARMACIST,
     PHYSICIAN,
-    seed_wards_and_pharmacy,
+    ward_pharmacy_site,
 )
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """The test hospital with its pharmacies (the tests of this module change the stock: each its own lines)."""
-    data_dir = tmp_path_factory.mktemp("pharmacy")
-    repo = open_repository(f"sqlite:///{data_dir / 'sante.db'}")
-    app = create_app(repo, data_dir=data_dir)
-    seed(repo, app.state.security.users)
-    seed_wards_and_pharmacy(repo, app.state.security.users, data_dir)
-    yield app
-    repo.close()
+    yield from ward_pharmacy_site(tmp_path_factory.mktemp("pharmacy"))
 
 
 def _post(client, url: str, data: dict, *, page: str):

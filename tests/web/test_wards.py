@@ -10,11 +10,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from sante.api import create_app
 from sante.clinical.service_support import VIETNAM
-from sante.store import open_repository
 from tests.web.conftest import csrf_of, sign_in
-from tests.web.seed import AN, PASSWORD, seed
+from tests.web.seed import AN, PASSWORD
 from tests.web.ward_pharmacy_seed import (
     CEFTRIAXONE_ORDER,
     HUNG_STAY,
@@ -26,20 +24,14 @@ from tests.web.ward_pharmacy_seed import (
     STOPPED_ORDER,
     SURGERY_WARD,
     WARD,
-    seed_wards_and_pharmacy,
+    ward_pharmacy_site,
 )
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """The test hospital with its wards (the tests of this module change it: each uses its own beds and patients)."""
-    data_dir = tmp_path_factory.mktemp("wards")
-    repo = open_repository(f"sqlite:///{data_dir / 'sante.db'}")
-    app = create_app(repo, data_dir=data_dir)
-    seed(repo, app.state.security.users)
-    seed_wards_and_pharmacy(repo, app.state.security.users, data_dir)
-    yield app
-    repo.close()
+    yield from ward_pharmacy_site(tmp_path_factory.mktemp("wards"))
 
 
 def _post(client, url: str, data: dict, *, page: str) -> object:

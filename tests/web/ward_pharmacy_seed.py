@@ -7,6 +7,7 @@ Times are relative to now: the stays began days ago and today's doses are on the
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -192,3 +193,18 @@ def seed_wards_and_pharmacy(repo: Repository, users: UserStore, data_dir: Path, 
     ca_dir = ca.default_ca_dir(data_dir)
     ca.init_ca(ca_dir, "Bệnh viện Hà Nội CA")
     ca.issue(ca_dir, "Practitioner/bs-nam", "BS. Hoàng Nam")
+
+
+def ward_pharmacy_site(folder: Path) -> Iterator[Any]:
+    """The API and web app over the seeded test hospital with its wards and pharmacies, in folder (a module
+    fixture's temporary directory); the repository is closed when the fixture ends."""
+    from sante.api import create_app
+    from sante.store import open_repository
+    from tests.web.seed import seed
+
+    repo = open_repository(f"sqlite:///{folder / 'sante.db'}")
+    app = create_app(repo, data_dir=folder)
+    seed(repo, app.state.security.users)
+    seed_wards_and_pharmacy(repo, app.state.security.users, folder)
+    yield app
+    repo.close()
