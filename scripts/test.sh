@@ -24,6 +24,16 @@ fi
 if [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] && [ "$(id -u)" = 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-dejavu-core >/dev/null
 fi
+# Java for Spark (the national analytics tier runs the SQL on FHIR views on pyspark in local mode), and R with its
+# `surveillance` package, the reference that the outbreak detectors are compared with: Debian's packages.
+if [ "$(id -u)" = 0 ]; then
+  missing=()
+  command -v java >/dev/null || missing+=(default-jre-headless)
+  [ -d /usr/lib/R/site-library/surveillance ] || missing+=(r-cran-surveillance)
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi

@@ -353,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sante.demo.cli import add_demo_command  # sante demo
 
     add_demo_command(sub)
+    from sante.analytics.cli import add_analytics_commands  # sante analytics view ...
+
+    add_analytics_commands(sub)
     return p
 
 

@@ -59,7 +59,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             bar.update(task, description=what, advance=written)
 
         report = seed.seed_demo(repo, settings.data_dir, patients=args.patients, seed=args.seed, synthea=synthea,
-                                progress=progress)
+                                progress=progress, notifiable_cases=True)
         bar.update(task, description="Xong (done)", total=bar.tasks[0].completed)
     repo.close()
     print_summary(report, settings, args.host, args.port)

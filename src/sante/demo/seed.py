@@ -354,8 +354,9 @@ def ensure_signing_keys(data_dir: Path, accounts: list[Account]) -> int:
 
 def seed_demo(repo: Repository, data_dir: Path, *, patients: int = DEFAULT_PATIENTS, seed: int = DEFAULT_SEED,
               synthea: Path | None = None, now: datetime | None = None,
-              progress: Progress = _no_progress) -> SeedReport:
-    """Seed the demo hospital (unless it is there), its accounts and the Synthea patients (those missing)."""
+              progress: Progress = _no_progress, notifiable_cases: bool = False) -> SeedReport:
+    """Seed the demo hospital (unless it is there), its accounts and the Synthea patients (those missing); with
+    `notifiable_cases`, five years of notifiable-disease cases and their alerts too (sante.demo.surveillance)."""
     if patients < 2:
         raise ValueError("the demo needs at least 2 patients (the portal accounts are linked to the first two)")
     started = time.perf_counter()
@@ -384,6 +385,10 @@ def seed_demo(repo: Repository, data_dir: Path, *, patients: int = DEFAULT_PATIE
     if report.seeded:
         progress("Kho thuốc (pharmacy stock)", 0, None)
         report.resources += stock_pharmacies(repo, data, now)
+        if notifiable_cases:
+            from sante.demo import surveillance
+
+            report.resources += surveillance.seed_surveillance(repo, data.hospital, seed, now, progress)
     if synthea_files:
         from sante.store.loader import load_paths
 

@@ -12,10 +12,13 @@ through a cache of compiled expressions. Invalid expressions and evaluation erro
 
 from __future__ import annotations
 
-from sante.fhirpath.api import compile, compile_many, evaluate
+from sante.fhirpath.api import compile, compile_for_type, compile_many, evaluate, result_type
 from sante.fhirpath.errors import FHIRPathError
 from sante.fhirpath.nodes import PrimNode
 from sante.fhirpath.quantity import Quantity
 from sante.fhirpath.temporal import Date, DateTime, Time
 
-__all__ = ["Date", "DateTime", "FHIRPathError", "PrimNode", "Quantity", "Time", "compile", "compile_many", "evaluate"]
+__all__ = [
+    "Date", "DateTime", "FHIRPathError", "PrimNode", "Quantity", "Time",
+    "compile", "compile_for_type", "compile_many", "evaluate", "result_type",
+]

@@ -1,4 +1,4 @@
-"""The public entry points: `compile()`, `compile_many()` and `evaluate()`."""
+"""The public entry points: `compile()`, `compile_for_type()`, `compile_many()`, `evaluate()`, `result_type()`."""
 
 from __future__ import annotations
 
@@ -64,6 +64,26 @@ def compile(expression: str, *, strict: bool = False, base_type: str | None = No
     fn = _dispatcher(build, impls)
     fn.__doc__ = f"Compiled FHIRPath: {expression}"
     return fn
+
+
+def compile_for_type(expression: str, focus_type: str) -> Evaluator:
+    """`fn(node, variables=None) -> list` for inputs of one known type: a resource or data type, or a backbone
+    element named by its path ("QuestionnaireResponse.item"). Unlike compile(), which types its input by the
+    resourceType it carries, a JSON object without one is navigated as that type too (choice elements, ofType).
+    """
+    return Compiler(expression, focus_type, False).build(parse(expression))
+
+
+def result_type(expression: str, focus_type: str | None) -> str | None:
+    """The type (or backbone element path) of every item `expression` gives for a `focus_type` input, when the
+    model determines a single one (`Patient`, `name` -> "HumanName"); None when unknown, several or invalid."""
+    try:
+        types = Compiler(expression, focus_type, False).result_type(parse(expression))
+    except FHIRPathError:
+        return None
+    if types is None or len(types) != 1:
+        return None
+    return next(iter(types))[1]
 
 
 def compile_many(expressions: list[str], *, strict: bool = False) -> Callable[..., list[Any]]:

@@ -257,6 +257,10 @@ class Compiler:
             code = f"unwrap_result({code})"
         return code
 
+    def result_type(self, tree: Node) -> SType:
+        """The static types of the expression's result for the root type: {(type name, context)} or None."""
+        return self.gen(tree, Scope("T0", self._root_type_set(), top=True))[1]
+
     def build(self, tree: Node) -> Callable[..., list[Any]]:
         """One function `fn(resource, variables=None) -> list`; evaluation errors raise FHIRPathError."""
         code = self.body(tree)
@@ -695,6 +699,8 @@ class Compiler:
             if spec is None:
                 raise self.error(f"{name}() needs a type name", args[0])
             return self.gen_type_op(node, name, base, (focus, st), spec, scope)
+        if name in ("getResourceKey", "getReferenceKey"):
+            return self.gen_key_call(node, focus, name, args)
         if name in _LAMBDA and not (name == "exists" and not args):
             lo, hi = _LAMBDA[name]
             self.check_arity(node, name, args, lo, hi)
@@ -741,6 +747,17 @@ class Compiler:
             static = next(iter(st))[0] if st is not None and len(st) == 1 else None
             return f"fn_type({focus}, {static!r})", None
         raise self.error(f"unknown function {name}()", node)
+
+    def gen_key_call(self, node: Node, focus: str, name: str, args: list[Node]) -> tuple[str, SType]:
+        """SQL on FHIR's `getResourceKey()` and `getReferenceKey([type])`: keys that join a reference to its target."""
+        if name == "getResourceKey":
+            self.check_arity(node, name, args, 0, 0)
+            return f"resource_key({focus})", STR
+        self.check_arity(node, name, args, 0, 1)
+        spec = _type_spec_of(args[0]) if args else None
+        if args and spec is None:
+            raise self.error("getReferenceKey() needs a resource type name", args[0])
+        return f"reference_key({focus}, {spec!r})", STR
 
     def gen_lambda(
         self, node: Node, name: str, focus: str, st: SType, args: list[Node], scope: Scope

@@ -1247,6 +1247,34 @@ def resolve(coll: list[Any], root: Any) -> list[Any]:
     return out
 
 
+def resource_key(coll: list[Any]) -> list[Any]:
+    """getResourceKey() (SQL on FHIR): the id of each resource of the input, the key getReferenceKey() matches."""
+    return [x["id"] for x in coll if type(x) is dict and "resourceType" in x and type(x.get("id")) is str]
+
+
+def reference_key(coll: list[Any], type_name: str | None) -> list[Any]:
+    """getReferenceKey([type]) (SQL on FHIR): the id each Reference points to (`Patient/1`, an absolute URL,
+    `urn:uuid:...`), the key getResourceKey() gives its target. With `type_name`, references to another type,
+    or of a type neither the reference nor its `type` element states, give nothing; contained (`#id`) too."""
+    model = r4()
+    out: list[Any] = []
+    for x in coll:
+        ref = x.get("reference") if type(x) is dict else None
+        if type(ref) is not str or not ref or ref.startswith("#"):
+            continue
+        target_type = x.get("type")
+        if ref.startswith(("urn:uuid:", "urn:oid:")):
+            key = ref.split(":", 2)[2]
+        else:
+            parts = ref.split("/_history/")[0].rstrip("/").split("/")
+            if len(parts) < 2 or parts[-2] not in model.resource_types:
+                continue
+            target_type, key = parts[-2], parts[-1]
+        if type_name is None or target_type == type_name:
+            out.append(key)
+    return out
+
+
 def resolve_is(coll: list[Any], root: Any, type_name: str) -> list[Any]:
     """`resolve() is T` without building the resolved collection when the reference names its type."""
     model = r4()

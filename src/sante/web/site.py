@@ -33,6 +33,7 @@ from sante.web.launch import launch_router
 from sante.web.outpatient import outpatient_router
 from sante.web.patients import find_patients
 from sante.web.pharmacy import pharmacy_router
+from sante.web.population import population_router
 from sante.web.render import PAGE_HEADERS, Pages
 from sante.web.wards import wards_router
 
@@ -108,6 +109,7 @@ class WebApp:
         self.router = page_router(repo, self.pages)
         self.router.include_router(launch_router(repo, self.pages, signer, _in_thread))
         self.router.include_router(dashboard_router(repo, self.pages, _in_thread))
+        self.router.include_router(population_router(repo, self.pages, _in_thread))
         self.router.include_router(chart_forms_router(repo, self.pages, _in_thread))
         self.router.include_router(outpatient_router(repo, self.pages, _in_thread, default_ca_dir(data_dir)))
         self.router.include_router(wards_router(repo, self.pages, _in_thread, default_ca_dir(data_dir)))
