@@ -94,6 +94,7 @@ def run_spark(counts: np.ndarray, communes: int, seed: int, monitored: tuple[int
 
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
+
     from sante.analytics.surveillance.spark import detect_spark
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the workers import sante from this environment
