@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +13,7 @@ import pytest
 
 from sante.analytics import run_view
 from sante.analytics.sources import ExportError, SourceError, from_server, is_path_source, iter_resources
+from tests.support.live_server import live_server
 
 PATIENTS = [{"resourceType": "Patient", "id": f"p{i}", "gender": "female" if i % 2 else "male"} for i in range(4)]
 
@@ -83,8 +81,6 @@ def test_path_sources_are_told_from_resources(tmp_path: Path) -> None:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """(FHIR base URL, system token) of a real uvicorn server over a SQLite database holding a few resources."""
-    import uvicorn
-
     from sante.api import create_app
     from sante.store import open_repository
 
@@ -95,20 +91,8 @@ def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
         repo.update(dict(patient), patient["id"])
     repo.create({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
                  "subject": {"reference": "Patient/p1"}})
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    live = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=live.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not live.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the uvicorn server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/fhir", token
-    live.should_exit = True
-    thread.join(10)
+    with live_server(app) as url:
+        yield f"{url}/fhir", token
     repo.close()
 
 

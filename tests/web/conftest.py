@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from sante.api import create_app
 from sante.store import open_repository
+from tests.support.live_server import live_server
 from tests.web.seed import PASSWORD, seed
 
 
@@ -52,26 +53,8 @@ CHROMIUM = "/usr/bin/chromium"
 @pytest.fixture(scope="module")
 def server(site) -> Iterator[str]:
     """A real uvicorn server on a free port of the loopback, serving the module's site."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    live = uvicorn.Server(uvicorn.Config(site, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=live.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not live.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the uvicorn server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    live.should_exit = True
-    thread.join(10)
+    with live_server(site) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
