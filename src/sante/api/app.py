@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -17,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from sante import __version__
+from sante.analytics.alert_schedule import AlertScheduler
 from sante.anomaly import Anomaly, Category, Problem, incorrect
 from sante.api.capability import capability_statement
 from sante.api.merge_routes import register as register_merge
@@ -308,13 +311,27 @@ def create_app(repository: Repository, data_dir: Path | None = None, security: S
     """The FHIR API over a repository, at /fhir, and the clinician web app (sante.web) at /; exports and server
     secrets live under data_dir (default: the configured one). Every API request but the public few needs a
     bearer token, every page the sign-in session (see sante.api.security)."""
-    app = FastAPI(title="Sante FHIR R4 API", version=__version__, docs_url="/fhir/docs", openapi_url="/fhir/openapi.json")
-    data_dir = data_dir or Settings.from_env().data_dir
+    settings = Settings.from_env()
+    data_dir = data_dir or settings.data_dir
+    alerts = AlertScheduler(repository, data_dir, time_zone=settings.time_zone, interval=settings.alert_interval)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        """While a server runs the app: the weekly outbreak detection (sante.analytics.alert_schedule)."""
+        alerts.start()
+        try:
+            yield
+        finally:
+            alerts.stop()
+
+    app = FastAPI(title="Sante FHIR R4 API", version=__version__, docs_url="/fhir/docs", openapi_url="/fhir/openapi.json",
+                  lifespan=lifespan)
+    app.state.alert_schedule = alerts
     security = security or Security.for_repository(repository, data_dir)
     app.state.repository = repository
     app.state.security = security
     app.add_middleware(FormatCheck)
-    web = WebApp(repository, security.users, data_dir, Settings.from_env().time_zone)
+    web = WebApp(repository, security.users, data_dir, settings.time_zone)
     app.add_middleware(SecurityMiddleware, security=security, pages=web.gate)
     repo = repository
 
