@@ -51,7 +51,36 @@ ENCOUNTER_VIEW: dict[str, Any] = {"resource": "Encounter", "select": [
     {"unionAll": [{"forEach": "type.coding", "column": [{"name": "coding", "path": "code"}]},
                   {"forEach": "reasonCode.coding", "column": [{"name": "coding", "path": "code"}]}]},
 ]}
-VIEWS = {"patient": PATIENT_VIEW, "observation": OBSERVATION_VIEW, "encounter": ENCOUNTER_VIEW}
+FUNCTIONS_VIEW: dict[str, Any] = {"resource": "Patient", "select": [
+    {"column": [{"name": "id", "path": "id"},
+                {"name": "sex", "path": "iif(gender = 'male', 'M', 'F')", "type": "string"},
+                {"name": "born_2000s", "path": "iif(birthDate >= @2000-01-01, true)", "type": "boolean"},
+                {"name": "year", "path": "birthDate.toString().substring(0, 4)", "type": "string"},
+                {"name": "month_on", "path": "birthDate.toString().substring(5)", "type": "string"},
+                {"name": "past_end", "path": "birthDate.toString().substring(40, 2)", "type": "string"}]},
+    {"forEach": "name", "column": [
+        {"name": "family", "path": "family.replace('a', 'ä').upper()", "type": "string"},
+        {"name": "padded", "path": "(' ' & family & '  ').trim()", "type": "string"},
+        {"name": "initial", "path": "iif(given.exists(), given.first().substring(0, 1), '?')", "type": "string"},
+        {"name": "tail", "path": "family.substring(1, 100)", "type": "string"}]},
+]}
+VIEWS = {"patient": PATIENT_VIEW, "observation": OBSERVATION_VIEW, "encounter": ENCOUNTER_VIEW,
+         "functions": FUNCTIONS_VIEW}
+# what the Synthea patients lack for FUNCTIONS_VIEW: a woman born in the 2000s, a name without given names, a
+# missing birth date
+FUNCTION_PATIENTS: list[dict[str, Any]] = [
+    {"resourceType": "Patient", "id": "lan", "gender": "female", "birthDate": "2005-03-09",
+     "name": [{"family": "Trần Thị Ngân"}, {"family": "b", "given": ["Lan"]}]},
+    {"resourceType": "Patient", "id": "x", "name": [{"given": ["An"]}]},
+]
+FUNCTION_ROWS: list[dict[str, Any]] = [  # FUNCTIONS_VIEW on FUNCTION_PATIENTS, written out by hand
+    {"id": "lan", "sex": "F", "born_2000s": True, "year": "2005", "month_on": "03-09", "past_end": None,
+     "family": "TRẦN THỊ NGÂN", "padded": "Trần Thị Ngân", "initial": "?", "tail": "rần Thị Ngân"},
+    {"id": "lan", "sex": "F", "born_2000s": True, "year": "2005", "month_on": "03-09", "past_end": None,
+     "family": "B", "padded": "b", "initial": "L", "tail": None},
+    {"id": "x", "sex": "F", "born_2000s": None, "year": None, "month_on": None, "past_end": None,
+     "family": None, "padded": "", "initial": "A", "tail": None},
+]
 
 
 def synthea_resources(shared_dir: Path) -> list[dict[str, Any]]:

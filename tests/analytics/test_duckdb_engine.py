@@ -15,7 +15,15 @@ from sante.analytics import ViewDefinitionError, duckdb_engine, parse_view
 from sante.analytics.memory import ViewRunError
 from sante.analytics.sources import SourceError
 from sante.analytics.sql_compile import REPEAT_DEPTH, NotCompilable, compile_view
-from tests.analytics.engine_cases import VIEWS, canonical, reference_rows, synthea_resources, write_layouts
+from tests.analytics.engine_cases import (
+    FUNCTION_PATIENTS,
+    FUNCTION_ROWS,
+    VIEWS,
+    canonical,
+    reference_rows,
+    synthea_resources,
+    write_layouts,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +37,12 @@ def test_synthea_rows_equal_the_memory_engine(name: str, synthea: list[dict[str,
     rows = duckdb_engine.run(parse_view(view), synthea)
     assert rows, "the view selects nothing: the comparison would prove nothing"
     assert canonical(rows) == reference_rows(view, synthea)
+
+
+def test_iif_substring_replace_and_trim_give_the_rows_written_by_hand() -> None:
+    view = parse_view(VIEWS["functions"])
+    assert canonical(duckdb_engine.run(view, FUNCTION_PATIENTS)) == canonical(FUNCTION_ROWS)
+    assert reference_rows(VIEWS["functions"], FUNCTION_PATIENTS) == canonical(FUNCTION_ROWS)  # the memory engine
 
 
 def test_every_input_layout_gives_the_same_rows(synthea: list[dict[str, Any]], shared_dir: Path,
@@ -114,6 +128,16 @@ def test_an_uncompiled_function_names_itself_and_the_path() -> None:
     with pytest.raises(NotCompilable, match=r"select\(\).*name\.select\(family\)"):
         duckdb_engine.run(view, [])
 
+
+@pytest.mark.parametrize(("path", "refusal"), [
+    ("iif(active, 'yes', 1)", "iif\\(\\) whose results are not of one known type"),
+    ("iif(active, name, name)", "iif\\(\\) whose results are not primitive values"),
+    ("name.family.first().substring('1')", "substring\\(\\) with a start that is not an integer"),
+])
+def test_functions_outside_what_sql_can_keep_are_refused_with_their_path(path: str, refusal: str) -> None:
+    view = parse_view({"resource": "Patient", "select": [{"column": [{"name": "c", "path": path}]}]})
+    with pytest.raises(NotCompilable, match=refusal):
+        duckdb_engine.run(view, [])
 
 def test_parquet_without_a_resource_column_is_a_source_error(tmp_path: Path) -> None:
     path = tmp_path / "wrong.parquet"

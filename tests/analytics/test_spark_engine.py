@@ -10,7 +10,15 @@ import pytest
 
 from sante.analytics import parse_view, spark_engine
 from sante.analytics.memory import ViewRunError
-from tests.analytics.engine_cases import VIEWS, canonical, reference_rows, synthea_resources, write_layouts
+from tests.analytics.engine_cases import (
+    FUNCTION_PATIENTS,
+    FUNCTION_ROWS,
+    VIEWS,
+    canonical,
+    reference_rows,
+    synthea_resources,
+    write_layouts,
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +32,12 @@ def test_synthea_rows_equal_the_memory_engine(name: str, synthea: list[dict[str,
     rows = spark_engine.run(parse_view(view), synthea, spark=spark)
     assert rows, "the view selects nothing: the comparison would prove nothing"
     assert canonical(rows) == reference_rows(view, synthea)
+
+
+def test_iif_substring_replace_and_trim_give_the_rows_written_by_hand(spark: Any) -> None:
+    view = parse_view(VIEWS["functions"])
+    assert canonical(spark_engine.run(view, FUNCTION_PATIENTS, spark=spark)) == canonical(FUNCTION_ROWS)
+    assert reference_rows(VIEWS["functions"], FUNCTION_PATIENTS) == canonical(FUNCTION_ROWS)  # the memory engine
 
 
 def test_every_input_layout_gives_the_same_rows(synthea: list[dict[str, Any]], shared_dir: Path, tmp_path: Path,

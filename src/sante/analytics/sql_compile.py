@@ -678,6 +678,46 @@ class _Scope:
     def fn_length(self, base: Expr, args: list[Node], this: Expr) -> Expr:
         return self.string_function(base, "length", "integer")
 
+    def fn_trim(self, base: Expr, args: list[Node], this: Expr) -> Expr:
+        return self.string_function(base, "trim", "string")
+
+    def fn_replace(self, base: Expr, args: list[Node], this: Expr) -> Expr:
+        """replace(pattern, substitution): every occurrence of the text `pattern` (not a regular expression)."""
+        text = self.c.native(self.c.single(base, "replace() got several values"), "string")
+        pattern, substitution = (self.c.native(self.c.single(self.node(a, this), "replace() got several values"),
+                                               "string") for a in args[:2])
+        return Expr(f"replace({text}, {pattern}, {substitution})", False, "string", native=True)
+
+    def fn_substring(self, base: Expr, args: list[Node], this: Expr) -> Expr:
+        """substring(start [, length]), 0-based: empty when start is outside the text, the rest when length runs
+        past its end (FHIRPath)."""
+        text = self.c.fresh("s")
+        start = self.node(args[0], this)
+        if not start.native or start.ftype != "integer":
+            raise self.fail("substring() with a start that is not an integer")
+        length = self.node(args[1], this) if len(args) > 1 else None
+        if length is not None and (not length.native or length.ftype != "integer"):
+            raise self.fail("substring() with a length that is not an integer")
+        part = f"substring({text}, ({start.sql}) + 1" + (f", greatest({length.sql}, 0))" if length else ")")
+        body = f"(CASE WHEN ({start.sql}) < 0 OR ({start.sql}) >= length({text}) THEN NULL ELSE {part} END)"
+        value = self.c.native(self.c.single(base, "substring() got several values"), "string")
+        return Expr(self.d.let(value, text, body), False, "string", native=True)
+
+    def fn_iif(self, base: Expr, args: list[Node], this: Expr) -> Expr:
+        """iif(criterion, true-result [, otherwise-result]) on one focus: results of one type, one value each."""
+        focus = self.c.single(base, "iif() got several values as its focus")
+        criterion = f"COALESCE({self.c.boolean(self.node(args[0], focus))}, false)"
+        branches = [self.c.single(self.node(a, focus), "iif() gave several values") for a in args[1:3]]
+        types = {b.ftype for b in branches if b is not EMPTY}
+        if len(types) > 1 or None in types:
+            raise self.fail("iif() whose results are not of one known type")
+        ftype = types.pop() if types else None
+        kind = sql_kind(ftype) if ftype else "json"
+        if kind == "json":
+            raise self.fail("iif() whose results are not primitive values")
+        yes, no = (self.c.native(b, kind) if b is not EMPTY else "NULL" for b in [*branches, EMPTY][:2])
+        return Expr(f"(CASE WHEN {criterion} THEN {yes} ELSE {no} END)", False, ftype, native=True)
+
     def string_function(self, base: Expr, function: str, ftype: str) -> Expr:
         text = self.c.native(self.c.single(base, f"{function}() got several values"), "string")
         return Expr(f"{function}({text})", False, ftype, native=True)
