@@ -12,10 +12,10 @@ import pytest
 
 from sante.api import create_app
 from sante.store import open_repository
+from tests.support.browser import shot, signed_in_page
 from tests.web.activity_seed import MANAGER, VN, glucose_results, seed_activity
-from tests.web.seed import AN, PASSWORD, seed
+from tests.web.seed import AN, seed
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -36,21 +36,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     repo.close()
 
 
-def _page(chromium, server: str, username: str, *, locale: str = "vi-VN", width: int = 1280, height: int = 900):
-    context = chromium.new_context(locale=locale, viewport={"width": width, "height": height})
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    page.goto(f"{server}/login")
-    page.locator("input[name=username]").fill(username)
-    page.locator("input[name=password]").fill(PASSWORD)
-    page.locator("form button[type=submit]").first.click()
-    page.wait_for_url(f"{server}/")
-    return context, page
-
-
-def _shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+_page = signed_in_page
 
 
 def _no_horizontal_scroll(page) -> bool:
@@ -66,7 +52,7 @@ def test_the_manager_reaches_the_dashboard_from_the_menu(server, chromium):
     expect(page.get_by_role("radio", name="30 ngày gần nhất")).to_be_checked()
     page.get_by_text("Xem số liệu dạng bảng").first.click()  # the chart's figures as a table
     expect(page.locator(".dash-visits table")).to_be_visible()
-    _shot(page, "dashboard-vi")
+    shot(page, "dashboard-vi")
     context.close()
 
 
@@ -79,7 +65,7 @@ def test_the_period_changes_in_place_and_is_announced(server, chromium):
     assert "days=7" in page.url
     expect(page.locator(".dash-visits tbody tr")).to_have_count(7)
     expect(page.get_by_role("radio", name="Last 7 days")).to_be_checked()
-    _shot(page, "dashboard-7-days-en")
+    shot(page, "dashboard-7-days-en")
     context.close()
 
 
@@ -93,7 +79,7 @@ def test_a_wrong_custom_period_is_explained_next_to_its_field(server, chromium):
     page.get_by_role("button", name="Show").click()
     expect(page.locator("#period-to-error")).to_have_text("The last day cannot be before the first.")
     expect(page.get_by_label("To", exact=True)).to_have_attribute("aria-invalid", "true")
-    _shot(page, "dashboard-error-en")
+    shot(page, "dashboard-error-en")
     context.close()
 
 
@@ -102,7 +88,7 @@ def test_the_dashboard_on_a_tablet(server, chromium):
     page.goto(f"{server}/dashboard?days=90")
     expect(page.locator("svg[role=img]")).to_have_count(6)
     assert _no_horizontal_scroll(page)
-    _shot(page, "dashboard-tablet-vi")
+    shot(page, "dashboard-tablet-vi")
     context.close()
 
 
@@ -127,7 +113,7 @@ def test_a_physician_adds_to_the_chart(server, chromium, tmp_path):
     page.get_by_role("button", name="Save the allergy").click()
     expect(page.locator("#allergy-criticality-error")).to_have_text("Choose the criticality.")
     expect(page.get_by_label("Substance")).to_have_value("Aspirin")
-    _shot(page, "chart-additions-errors-en")
+    shot(page, "chart-additions-errors-en")
     page.get_by_label("Criticality").select_option("high")
     page.get_by_role("button", name="Save the allergy").click()
     expect(page.locator("#allergies")).to_contain_text("Aspirin")
@@ -160,7 +146,7 @@ def test_a_physician_adds_to_the_chart(server, chromium, tmp_path):
     assert response.status == 200 and response.body() == PDF
     # the laboratory trend, its range shaded and the high results marked
     expect(page.locator(".lab-trend").filter(has_text="Glucose máu").locator(".dot-flagged")).to_have_count(2)
-    _shot(page, "chart-additions-en")
+    shot(page, "chart-additions-en")
     context.close()
 
 
@@ -171,5 +157,5 @@ def test_the_chart_additions_in_vietnamese_on_a_tablet(server, chromium):
     page.get_by_text("Thêm dị ứng").click()
     page.get_by_text("Thêm tài liệu", exact=True).click()
     assert _no_horizontal_scroll(page)
-    _shot(page, "chart-additions-tablet-vi")
+    shot(page, "chart-additions-tablet-vi")
     context.close()

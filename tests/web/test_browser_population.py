@@ -12,11 +12,10 @@ import pytest
 
 from sante.api import create_app
 from sante.store import open_repository
+from tests.support.browser import shot, signed_in_page
 from tests.web.activity_seed import VN
 from tests.web.population_seed import OFFICER, seed_population
-from tests.web.seed import PASSWORD, seed
-
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+from tests.web.seed import seed
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -33,21 +32,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     repo.close()
 
 
-def _page(chromium, server: str, username: str, *, locale: str = "vi-VN", width: int = 1280, height: int = 900):
-    context = chromium.new_context(locale=locale, viewport={"width": width, "height": height})
-    context.set_default_timeout(20_000)
-    page = context.new_page()
-    page.goto(f"{server}/login")
-    page.locator("input[name=username]").fill(username)
-    page.locator("input[name=password]").fill(PASSWORD)
-    page.locator("form button[type=submit]").first.click()
-    page.wait_for_url(f"{server}/")
-    return context, page
-
-
-def _shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+def _page(chromium, server: str, username: str, **options):
+    return signed_in_page(chromium, server, username, timeout_ms=20_000, **options)
 
 
 def test_an_officer_filters_by_disease_and_province_and_sees_map_curve_and_forecast(server, chromium):
@@ -69,7 +55,7 @@ def test_an_officer_filters_by_disease_and_province_and_sees_map_curve_and_forec
     expect(page.get_by_label("Xã/phường", exact=True).locator("option")).to_have_count(131)  # Nghệ An's 130 + all
     page.get_by_text("Xem số liệu dạng bảng").first.click()
     expect(page.locator(".pop-curve table")).to_be_visible()
-    _shot(page, "population-vi")
+    shot(page, "population-vi")
     context.close()
 
 
@@ -83,13 +69,13 @@ def test_an_officer_opens_an_alert_and_confirms_it(server, chromium):
     expect(page.locator("table.pop-alerts tbody tr")).to_have_count(1)
     expect(page.locator("table.pop-alerts")).to_contain_text("Sốt xuất huyết Dengue")
     expect(page.locator(".pop-newest svg.chart-curve polyline.line-bound")).to_have_count(1)
-    _shot(page, "population-alerts-vi")
+    shot(page, "population-alerts-vi")
     page.locator("table.pop-alerts tbody tr a").first.click()
     expect(page.locator("svg.chart-curve polyline.line-bound")).to_have_count(1)
     page.get_by_role("button", name="Ghi nhận kết luận").click()  # no verdict chosen: told next to the choices
     expect(page.locator("#verdict-error")).to_have_text("Chọn xác nhận có dịch hoặc báo động giả.")
     page.get_by_label("Xác nhận có dịch").check()
-    _shot(page, "population-alert-vi")
+    shot(page, "population-alert-vi")
     page.get_by_role("button", name="Ghi nhận kết luận").click()
     expect(page.get_by_role("status")).to_have_text("Đã ghi nhận kết luận.")
     expect(page.locator(".dash-tile").filter(has_text="Kết luận")).to_contain_text("Xác nhận có dịch")
@@ -106,13 +92,13 @@ def test_the_page_in_english_and_on_a_tablet(server, chromium):
     expect(page.get_by_role("heading", level=1)).to_have_text("Population health")
     expect(page.get_by_role("img", name="Cases by province")).to_be_visible()
     expect(page.get_by_role("img", name="Cases by age and sex")).to_be_visible()
-    _shot(page, "population-en")
+    shot(page, "population-en")
     context.close()
     context, page = _page(chromium, server, OFFICER, width=768, height=1024)
     page.goto(f"{server}/population")
     expect(page.locator("svg.choropleth path.province")).to_have_count(34)
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-    _shot(page, "population-tablet-vi")
+    shot(page, "population-tablet-vi")
     context.close()
 
 
